@@ -1,0 +1,147 @@
+"""The ansible-runner adapter: the only module that imports ansible_runner, and the one place its arguments are built."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths, ssh
+from .config import Settings
+from .errors import ExitCode, OrchError
+
+ARTIFACTS_KEPT = 20
+_AWS_PASSTHROUGH = (
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # ansible-runner's status: successful, failed, timeout, canceled
+    rc: int
+    ok: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host -> `res` of each runner_on_ok event
+    failed: dict[str, str] = field(default_factory=dict)  # host -> msg of the first failed task
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> msg
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> ok/changed/failed/unreachable/skipped
+
+    def check(self) -> RunResult:
+        """Raise an OrchError naming the first failing host, or return self."""
+        for host, msg in self.unreachable.items():
+            raise OrchError(f"{host} is unreachable: {msg}", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
+        for host, msg in self.failed.items():
+            raise OrchError(f"{host}: {msg}")
+        if self.status != "successful" or self.rc != 0:
+            raise OrchError(f"the playbook ended with status {self.status} (rc {self.rc})", hint="run `orch doctor`")
+        return self
+
+    def results(self, host: str, key: str) -> list[Any]:
+        """Every `res[key]` returned on `host` (e.g. the `job` an orch_job task returned)."""
+        return [res[key] for res in self.ok.get(host, []) if key in res]
+
+
+def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the ansible-playbook process: orch's agent and ssh options, the project's ansible.cfg, AWS."""
+    env = os.environ if environ is None else environ
+    out = {
+        "ANSIBLE_CONFIG": str(paths.ansible_cfg()),
+        "ANSIBLE_SSH_ARGS": ssh.ansible_ssh_args(settings),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(settings.control_dir),
+        "SSH_AUTH_SOCK": str(settings.agent_sock),
+        "ORCH_FLEET": settings.fleet,
+        "AWS_REGION": settings.region,
+    }
+    if settings.endpoint:
+        out["AWS_ENDPOINT_URL"] = settings.endpoint
+    out.update({name: env[name] for name in _AWS_PASSTHROUGH if env.get(name)})
+    return out
+
+
+def runner_kwargs(
+    settings: Settings,
+    name: str,
+    extravars: Mapping[str, Any],
+    limit: str | None,
+    handler: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """All of ansible_runner.run's arguments, built here and nowhere else."""
+    kwargs: dict[str, Any] = {
+        "private_data_dir": str(settings.home / "runner"),
+        "project_dir": str(paths.project()),
+        "playbook": str(paths.playbook(name)),
+        "inventory": str(paths.inventory()),
+        "extravars": {"orch_fleet": settings.fleet, **extravars},
+        "envvars": envvars(settings),
+        "quiet": True,
+        "suppress_env_files": True,  # env/extravars files would go stale and keep the environment on disk
+        "rotate_artifacts": ARTIFACTS_KEPT,
+        "event_handler": handler,
+    }
+    if limit:
+        kwargs["limit"] = limit
+    return kwargs
+
+
+def run_playbook(
+    settings: Settings,
+    name: str,
+    extravars: Mapping[str, Any],
+    limit: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Run playbooks/NAME.yml against the fleet and read its results from the runner's events."""
+    import ansible_runner  # ~0.2 s of imports: paid only by the verbs that change state
+
+    ok: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
+    stats: dict[str, dict[str, int]] = {}
+
+    def handler(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        kind = event.get("event")
+        host = data.get("host")
+        res = data.get("res") or {}
+        if kind == "runner_on_ok" and host:
+            ok.setdefault(host, []).append(res)
+        elif kind == "runner_on_failed" and host and not data.get("ignore_errors"):
+            failed.setdefault(host, str(res.get("msg") or "task failed"))
+        elif kind == "runner_on_unreachable" and host:
+            unreachable.setdefault(host, str(res.get("msg") or "unreachable"))
+        elif kind == "playbook_on_stats":
+            for key, name_ in (
+                ("ok", "ok"),
+                ("changed", "changed"),
+                ("failures", "failed"),
+                ("dark", "unreachable"),
+                ("skipped", "skipped"),
+            ):
+                for h, count in (data.get(key) or {}).items():
+                    stats.setdefault(h, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0})
+                    stats[h][name_] = count
+        if on_event is not None:
+            on_event(event)
+        return True
+
+    settings.ensure_home()
+    run = ansible_runner.run(**runner_kwargs(settings, name, extravars, limit, handler))
+    _drop_environment_artifact(Path(run.config.artifact_dir))
+    return RunResult(
+        status=str(run.status), rc=int(run.rc or 0), ok=ok, failed=failed, unreachable=unreachable, stats=stats
+    )
+
+
+def _drop_environment_artifact(artifact_dir: Path) -> None:
+    # ansible-runner records the whole process environment (AWS credentials included) in artifacts/<id>/command.
+    try:
+        (artifact_dir / "command").unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,219 @@
+"""The sandbox: AWS as a moto server on 127.0.0.1 and EC2 hosts as podman containers, driven by the real playbooks.
+
+`up` runs the real provisioning playbook against moto, starts one systemd container per instance it created,
+records each container's SSH endpoint on its instance (tags the dynamic inventory composes from), runs the real
+configure playbook over SSH and ends with a ping through the inventory. `down` removes all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ExitCode, OrchError
+from . import image, moto_server, podman
+
+FLEET = "sandbox"
+LABEL = "orch-sandbox"
+# What a host gets in place of an instance role: credentials and the endpoint of the moto server.
+_FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def state_dir(home: Path) -> Path:
+    return home / "sandbox"
+
+
+def environment(home: Path) -> dict[str, str] | None:
+    """The environment that points orch at the running sandbox, or None when it is down."""
+    path = state_dir(home) / "env.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _instances(ec2) -> list[dict]:
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "tag:orch-fleet", "Values": [FLEET]}, {"Name": "instance-state-name", "Values": ["running"]}]
+    )
+    found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+    return sorted(found, key=lambda i: {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get("Name", ""))
+
+
+def _public_key(ssm, fleet: str) -> str:
+    """The fleet key's public half, derived in memory from the private key kept in SSM."""
+    private = ssm.get_parameter(Name=f"/orch/{fleet}/ssh/private-key", WithDecryption=True)["Parameter"]["Value"]
+    out = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=private, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise OrchError("the fleet key in SSM is not a valid private key", hint="run `orch sandbox down` and up again")
+    return out.stdout.strip()
+
+
+def _start_host(tag: str, name: str, port: int, public_key: str, host_env: dict[str, str]) -> str:
+    container = f"{LABEL}-{name}"
+    podman.podman(
+        "create",
+        "--name",
+        container,
+        "--hostname",
+        name,
+        "--add-host",
+        f"{name}:127.0.0.1",
+        "--label",
+        LABEL,
+        *podman.SYSTEMD_HOST_ARGS,
+        tag,
+        "/sbin/init",
+    )
+    with tempfile.TemporaryDirectory(prefix="orch-host-") as tmp:
+        files = {
+            "port.conf": (f"Port {port}\n", "/etc/ssh/sshd_config.d/20-orch-port.conf"),
+            "authorized_keys": (public_key + "\n", "/home/ec2-user/.ssh/authorized_keys"),
+            "environment": ("".join(f"{k}={v}\n" for k, v in host_env.items()), "/etc/environment"),
+        }
+        for local, (text, remote) in files.items():
+            path = Path(tmp) / local
+            path.write_text(text)
+            podman.podman("cp", str(path), f"{container}:{remote}")
+    podman.podman("start", container)
+    # podman cp keeps the copying user's ownership; sshd insists on the key file being the user's own.
+    for _ in range(50):
+        if podman.podman("exec", container, "chown", "ec2-user:", "/home/ec2-user/.ssh/authorized_keys", check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    return container
+
+
+def _wait_ssh(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise OrchError(f"a sandbox host's sshd did not answer on port {port}", hint="see `podman logs`, then retry")
+
+
+def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
+    """Bring the sandbox up; return the environment that points orch at it."""
+    from .. import runner  # noqa: PLC0415 - ansible_runner is heavy; only `up` needs it
+
+    state = state_dir(settings.home)
+    if (state / "env.json").exists():
+        raise OrchError("the sandbox is already up", hint="use it, or run `orch sandbox down` first", exit_code=ExitCode.USAGE)
+    if hosts < 1 or hosts > 20:
+        raise OrchError(f"--hosts {hosts} is out of range", hint="use 1 to 20", exit_code=ExitCode.USAGE)
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        tag = image.build(say=say)
+        say("starting moto (AWS on 127.0.0.1)")
+        endpoint = moto_server.start(state)
+        env = {
+            **_FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": settings.region,
+            "AWS_DEFAULT_REGION": settings.region,
+            "ORCH_FLEET": FLEET,
+        }
+        os.environ.update(env)
+        say(f"provisioning {hosts} host(s) with playbooks/provision.yml")
+        runner.run_playbook(
+            "provision",
+            {"orch_fleet": FLEET, "orch_access": "endpoint", "orch_instance_count": hosts},
+            say=say,
+        )
+        import boto3  # noqa: PLC0415
+
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=settings.region)
+        ssm = boto3.client("ssm", endpoint_url=endpoint, region_name=settings.region)
+        public_key = _public_key(ssm, FLEET)
+        host_env = {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": settings.region}
+        ports = []
+        for instance in _instances(ec2):
+            name = {t["Key"]: t["Value"] for t in instance["Tags"]}["Name"]
+            port = _free_port()
+            say(f"starting host {name} (container {LABEL}-{name}, ssh 127.0.0.1:{port})")
+            _start_host(tag, name, port, public_key, host_env)
+            ec2.create_tags(
+                Resources=[instance["InstanceId"]],
+                Tags=[{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": str(port)}],
+            )
+            ports.append(port)
+        for port in ports:
+            _wait_ssh(port)
+        (state / "env.json").write_text(json.dumps(env))
+        _forget_caches(settings.home)
+        if configure:
+            say("configuring the hosts with playbooks/configure.yml")
+            runner.run_playbook("configure", {}, say=say)
+        return env
+    except BaseException:
+        say("sandbox up failed: tearing down what it started")
+        down(settings, quiet=True)
+        raise
+
+
+def _forget_caches(home: Path) -> None:
+    """Fleet and inventory caches describe the previous sandbox (or AWS): drop them."""
+    for name in ("fleet.json", "inventory-cache"):
+        path = home / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def containers() -> list[str]:
+    out = podman.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
+    return out.stdout.decode().split()
+
+
+def down(settings, quiet: bool = False) -> bool:
+    """Remove the sandbox's containers, moto server, ssh masters and agent; True if anything was up."""
+    state = state_dir(settings.home)
+    names = containers() if shutil.which("podman") else []
+    if not names and not state.exists():
+        if quiet:
+            return False
+        raise OrchError("the sandbox is not up", hint="run `orch sandbox up`", exit_code=ExitCode.USAGE)
+    if names:
+        podman.podman("rm", "-f", "-t", "0", *names)
+    moto_server.stop(state)
+    shutil.rmtree(state, ignore_errors=True)
+    _forget_caches(settings.home)
+    _stop_ssh_helpers(settings)
+    return True
+
+
+def _stop_ssh_helpers(settings) -> None:
+    """SSH control masters and orch's agent hold connections and keys of hosts that no longer exist."""
+    for sock in settings.control_dir.glob("*") if settings.control_dir.is_dir() else []:
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True)
+        sock.unlink(missing_ok=True)
+    if settings.agent_sock.exists():
+        subprocess.run(["ssh-agent", "-k"], env={**os.environ, "SSH_AUTH_SOCK": str(settings.agent_sock),
+                       "SSH_AGENT_PID": _agent_pid(settings)}, capture_output=True)
+        settings.agent_sock.unlink(missing_ok=True)
+
+
+def _agent_pid(settings) -> str:
+    pid_file = settings.home / "agent.pid"
+    return pid_file.read_text().strip() if pid_file.is_file() else ""
+
+
+def status(settings) -> dict:
+    env = environment(settings.home)
+    return {"up": env is not None, "endpoint": (env or {}).get("AWS_ENDPOINT_URL"), "containers": containers()}
