@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,11 +42,30 @@ class Settings:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def home_dir(environ: Mapping[str, str]) -> Path:
+    home = Path(environ.get("ORCH_HOME") or Path.home() / ".orch").expanduser()
+    return home if home.is_absolute() else home.resolve()
+
+
+def adopt_sandbox(environ: MutableMapping[str, str]) -> bool:
+    """Point orch at the running sandbox (`ORCH_HOME/sandbox/env.json`, written by `orch sandbox up`) unless the
+    environment names an AWS endpoint or profile of its own. Variables already set are kept. True if adopted."""
+    if environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_PROFILE"):
+        return False
+    try:
+        sandbox = json.loads((home_dir(environ) / "sandbox" / "env.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(sandbox, dict):
+        return False
+    for key, value in sandbox.items():
+        environ.setdefault(str(key), str(value))
+    return True
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    home = Path(env.get("ORCH_HOME") or Path.home() / ".orch").expanduser()
-    if not home.is_absolute():
-        home = home.resolve()
+    home = home_dir(env)
     fleet = env.get("ORCH_FLEET") or DEFAULT_FLEET
     if not _FLEET_RE.fullmatch(fleet):
         raise OrchError(

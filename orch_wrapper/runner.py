@@ -1,7 +1,8 @@
-"""The ansible-runner adapter: the only module that imports ansible_runner, and the one place its arguments are built."""
+"""The ansible-runner adapter: the only importer of ansible_runner, and the one place its arguments are built."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class RunResult:
         return [res[key] for res in self.ok.get(host, []) if key in res]
 
 
+def cache_prefix(settings: Settings) -> str:
+    endpoint = hashlib.sha256((settings.endpoint or "aws").encode()).hexdigest()[:12]
+    return f"orch_{settings.fleet}_{settings.region}_{endpoint}_"
+
+
 def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of the ansible-playbook process: orch's agent and ssh options, the project's ansible.cfg, AWS."""
     env = os.environ if environ is None else environ
@@ -58,6 +64,8 @@ def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dic
         "SSH_AUTH_SOCK": str(settings.agent_sock),
         "ORCH_FLEET": settings.fleet,
         "AWS_REGION": settings.region,
+        # The inventory's cache is keyed by its file alone: name the fleet, region and endpoint in the key.
+        "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": cache_prefix(settings),
     }
     if settings.endpoint:
         out["AWS_ENDPOINT_URL"] = settings.endpoint
@@ -132,6 +140,7 @@ def run_playbook(
         return True
 
     settings.ensure_home()
+    (settings.home / "runner").mkdir(mode=0o700, exist_ok=True)
     run = ansible_runner.run(**runner_kwargs(settings, name, extravars, limit, handler))
     _drop_environment_artifact(Path(run.config.artifact_dir))
     return RunResult(

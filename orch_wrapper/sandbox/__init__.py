@@ -7,12 +7,13 @@ configure playbook over SSH and ends with a ping through the inventory. `down` r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,7 @@ def _start_host(tag: str, name: str, port: int, public_key: str, host_env: dict[
     container = f"{LABEL}-{name}"
     podman.podman(
         "create",
+        "--pull=never",
         "--name",
         container,
         "--hostname",
@@ -75,23 +77,26 @@ def _start_host(tag: str, name: str, port: int, public_key: str, host_env: dict[
         tag,
         "/sbin/init",
     )
-    with tempfile.TemporaryDirectory(prefix="orch-host-") as tmp:
-        files = {
-            "port.conf": (f"Port {port}\n", "/etc/ssh/sshd_config.d/20-orch-port.conf"),
-            "authorized_keys": (public_key + "\n", "/home/ec2-user/.ssh/authorized_keys"),
-            "environment": ("".join(f"{k}={v}\n" for k, v in host_env.items()), "/etc/environment"),
-        }
-        for local, (text, remote) in files.items():
-            path = Path(tmp) / local
-            path.write_text(text)
-            podman.podman("cp", str(path), f"{container}:{remote}")
+    # One tar stream into the stopped container: the files arrive with their owners and modes, before sshd starts.
+    files = [
+        ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),
+        ("etc/environment", "".join(f"{k}={v}\n" for k, v in host_env.items()), 0, 0o644),
+        ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
+    ]
+    podman.podman("cp", "--archive=false", "-", f"{container}:/", input=_tar(files))
     podman.podman("start", container)
-    # podman cp keeps the copying user's ownership; sshd insists on the key file being the user's own.
-    for _ in range(50):
-        if podman.podman("exec", container, "chown", "ec2-user:", "/home/ec2-user/.ssh/authorized_keys", check=False).returncode == 0:
-            break
-        time.sleep(0.1)
     return container
+
+
+def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text, uid, mode in files:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _wait_ssh(port: int, timeout: float = 60) -> None:
@@ -109,11 +114,13 @@ def _wait_ssh(port: int, timeout: float = 60) -> None:
 
 def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
     """Bring the sandbox up; return the environment that points orch at it."""
-    from .. import runner  # noqa: PLC0415 - ansible_runner is heavy; only `up` needs it
+    from .. import agent, config, runner
 
     state = state_dir(settings.home)
     if (state / "env.json").exists():
-        raise OrchError("the sandbox is already up", hint="use it, or run `orch sandbox down` first", exit_code=ExitCode.USAGE)
+        raise OrchError(
+            "the sandbox is already up", hint="use it, or run `orch sandbox down` first", exit_code=ExitCode.USAGE
+        )
     if hosts < 1 or hosts > 20:
         raise OrchError(f"--hosts {hosts} is out of range", hint="use 1 to 20", exit_code=ExitCode.USAGE)
     state.mkdir(parents=True, exist_ok=True)
@@ -129,12 +136,11 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
             "ORCH_FLEET": FLEET,
         }
         os.environ.update(env)
+        settings = config.load()
         say(f"provisioning {hosts} host(s) with playbooks/provision.yml")
         runner.run_playbook(
-            "provision",
-            {"orch_fleet": FLEET, "orch_access": "endpoint", "orch_instance_count": hosts},
-            say=say,
-        )
+            settings, "provision", {"orch_access": "endpoint", "orch_instance_count": hosts}, on_event=_progress(say)
+        ).check()
         import boto3  # noqa: PLC0415
 
         ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=settings.region)
@@ -158,12 +164,23 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         _forget_caches(settings.home)
         if configure:
             say("configuring the hosts with playbooks/configure.yml")
-            runner.run_playbook("configure", {}, say=say)
+            agent.ensure(settings)
+            runner.run_playbook(settings, "configure", {}, on_event=_progress(say)).check()
         return env
     except BaseException:
         say("sandbox up failed: tearing down what it started")
         down(settings, quiet=True)
         raise
+
+
+def _progress(say: Callable[[str], None]) -> Callable[[dict], None]:
+    """One line per task, so a slow playbook shows where it is."""
+
+    def on_event(event: dict) -> None:
+        if event.get("event") == "playbook_on_task_start":
+            say(f"  task: {event['event_data'].get('task', '')}")
+
+    return on_event
 
 
 def _forget_caches(home: Path) -> None:
@@ -204,8 +221,11 @@ def _stop_ssh_helpers(settings) -> None:
         subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True)
         sock.unlink(missing_ok=True)
     if settings.agent_sock.exists():
-        subprocess.run(["ssh-agent", "-k"], env={**os.environ, "SSH_AUTH_SOCK": str(settings.agent_sock),
-                       "SSH_AGENT_PID": _agent_pid(settings)}, capture_output=True)
+        subprocess.run(
+            ["ssh-agent", "-k"],
+            env={**os.environ, "SSH_AUTH_SOCK": str(settings.agent_sock), "SSH_AGENT_PID": _agent_pid(settings)},
+            capture_output=True,
+        )
         settings.agent_sock.unlink(missing_ok=True)
 
 

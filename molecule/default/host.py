@@ -1,0 +1,101 @@
+"""The molecule scenario's test bed: a sandbox host container and a moto server, from orch's own sandbox code.
+
+    python3 molecule/default/host.py up NAME STATE_DIR    # prints the state as JSON, also kept in STATE_DIR
+    python3 molecule/default/host.py down NAME STATE_DIR
+
+The host is the sandbox image (systemd as PID 1, sshd) started with the sandbox's podman settings; its sshd listens
+on a free loopback port (host networking, as in the sandbox) and it reaches moto on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from orch_wrapper.errors import OrchError
+from orch_wrapper.sandbox import image, moto_server, podman
+
+LABEL = "orch-molecule"
+STATE_FILE = "orch-molecule.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tar(files: list[tuple[str, str, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text, mode in files:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _wait_ssh(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise OrchError(f"the molecule host's sshd did not answer on port {port}", hint="see `podman logs`")
+
+
+def up(name: str, state_dir: Path) -> dict:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    endpoint = moto_server.start(state_dir)
+    tag = image.build(say=lambda msg: print(msg, file=sys.stderr))
+    port = _free_port()
+    if podman.podman("container", "exists", name, check=False).returncode == 0:
+        podman.podman("rm", "-f", "-t", "5", name)
+    podman.podman(
+        "create", "--pull=never", "--name", name, "--hostname", name, "--label", LABEL,
+        *podman.SYSTEMD_HOST_ARGS, tag, "/sbin/init",
+    )  # fmt: skip
+    port_conf = _tar([("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0o644)])
+    podman.podman("cp", "-", f"{name}:/", input=port_conf)
+    podman.podman("start", name)
+    _wait_ssh(port)
+    state = {"container": name, "image": tag, "ssh_port": port, "aws_endpoint": endpoint}
+    (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def down(name: str, state_dir: Path) -> None:
+    if podman.podman("container", "exists", name, check=False).returncode == 0:
+        podman.podman("rm", "-f", "-t", "5", name)
+    moto_server.stop(state_dir)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] not in ("up", "down"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    verb, name, state_dir = argv
+    try:
+        if verb == "up":
+            print(json.dumps(up(name, Path(state_dir))))
+        else:
+            down(name, Path(state_dir))
+    except OrchError as exc:
+        print(f"orch-molecule: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

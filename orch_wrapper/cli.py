@@ -1,0 +1,167 @@
+"""The `orch` command: argparse parsers only; each verb hands typed values to one function."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .errors import ExitCode, OrchError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises OrchError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise OrchError(message, hint=f"see `{self.prog} --help`", exit_code=ExitCode.USAGE)
+
+
+def version() -> str:
+    # The package's metadata, not orch_wrapper.__version__: an editable install made before __init__.py existed
+    # maps orch_wrapper as a namespace package, whose __init__ never runs.
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("orch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object):
+        super().__init__(option_strings, dest, nargs=0, help="print orch's version")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"orch {version()}")
+        parser.exit()
+
+
+def _non_negative(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="orch",
+        description="Run heavy jobs on EC2 hosts in tmux, from a light laptop.",
+        epilog="Settings: ORCH_HOME (default ~/.orch), ORCH_FLEET (default orch), AWS_PROFILE, AWS_REGION, "
+        "AWS_ENDPOINT_URL.",
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    p = verbs.add_parser("hosts", help="list the fleet's hosts")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--refresh", action="store_true", help="re-read the inventory instead of orch's 5-minute cache")
+
+    verbs.add_parser("doctor", help="check credentials, endpoint, inventory, ssh to each host, local tools")
+
+    p = verbs.add_parser("configure", help="apply the host roles (playbooks/configure.yml) to the fleet")
+    p.add_argument("--host", help="only this host")
+
+    p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
+    p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")
+    p.add_argument("command", metavar="CMD", help="the command line, run by bash on the host")
+    p.add_argument("--host", help="the host to run on (default: the least busy)")
+    p.add_argument("--cwd", help="working directory on the host (default ~/work; relative = under ~/work)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="VAR=/ssm/param",
+        help="environment variable fetched on the host from SSM Parameter Store (repeatable)",
+    )
+    p.add_argument("--mem", metavar="SIZE", help="memory cap, e.g. 8G")
+
+    p = verbs.add_parser("status", help="jobs across the fleet")
+    p.add_argument("name", metavar="NAME", nargs="?", help="only this job")
+    p.add_argument("--all", action="store_true", help="every job kept on the hosts, not just active and last 24 h")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verbs.add_parser("logs", help="print or follow a job's log")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="stream until the job ends; exit with its exit code")
+    p.add_argument("-n", "--tail", type=_non_negative, metavar="N", help="only the last N lines")
+
+    p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-r", "--read-only", action="store_true", help="attach read-only")
+
+    p = verbs.add_parser("stop", help="stop a job (SIGTERM, then SIGKILL after a grace period)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--grace", type=_non_negative, metavar="SECONDS", help="seconds between SIGTERM and SIGKILL")
+
+    p = verbs.add_parser("rm", help="forget a finished job")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--purge", action="store_true", help="also delete its logs")
+
+    verbs.add_parser("ssh-config", help="print Host blocks for ~/.ssh/config so plain `ssh HOST` works")
+
+    p = verbs.add_parser("sandbox", help="the local sandbox fleet: moto as AWS, podman containers as hosts")
+    p.add_argument("action", choices=("up", "down", "status"))
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from . import config
+
+    if not (args.verb == "sandbox" and args.action == "up"):
+        config.adopt_sandbox(os.environ)  # also for the ansible and ssh processes orch starts
+    settings = config.load()
+    verb = args.verb
+    if verb in ("run", "status", "logs", "attach", "stop", "rm", "ssh-config"):
+        from . import jobs
+
+        if verb == "run":
+            return jobs.run(settings, args.name, args.command, args.host, args.cwd, args.env, args.secret, args.mem)
+        if verb == "status":
+            return jobs.status(settings, args.name, args.all, args.json)
+        if verb == "logs":
+            return jobs.logs(settings, args.name, args.follow, args.tail)
+        if verb == "attach":
+            return jobs.attach(settings, args.name, args.read_only)
+        if verb == "stop":
+            return jobs.stop(settings, args.name, args.grace)
+        if verb == "rm":
+            return jobs.rm(settings, args.name, args.purge)
+        return jobs.ssh_config(settings)
+    from . import commands
+
+    if verb == "hosts":
+        return commands.hosts(settings, args.json, args.refresh)
+    if verb == "configure":
+        return commands.configure(settings, args.host)
+    if verb == "sandbox":
+        return commands.sandbox(settings, args.action)
+    from . import doctor
+
+    return doctor.doctor(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.verb is None:
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE
+        return int(dispatch(args))
+    except OrchError as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK
+    except KeyboardInterrupt:
+        print("orch: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `orch status | head`
+        return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""One sandbox (moto + podman hosts, provisioned and configured by the real playbooks) shared by the e2e tests.
+
+It is brought up once for this package and torn down at its end; each test gets the sandbox's environment set
+through monkeypatch, so nothing leaks into the other test packages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orch_wrapper import config, sandbox
+from orch_wrapper.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def orch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real `orch` command in a child process (what a person types), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "orch_wrapper", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@pytest.fixture(scope="package")
+def sandbox_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("orch-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ORCH_HOME", str(home))
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "ORCH_FLEET"):
+            mp.delenv(name, raising=False)
+        assert main(["sandbox", "up"]) == 0
+        env = {**sandbox.environment(home), "ORCH_HOME": str(home)}
+    yield env
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ORCH_HOME", str(home))
+        sandbox.down(config.load(), quiet=True)
+
+
+@pytest.fixture
+def env(sandbox_env, monkeypatch):
+    """The sandbox's environment for this test only."""
+    for name, value in sandbox_env.items():
+        monkeypatch.setenv(name, value)
+    return sandbox_env
+
+
+@pytest.fixture
+def home(env) -> Path:
+    return Path(env["ORCH_HOME"])
+
+
+def podman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["podman", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONTAINERS_CONF": str(sandbox.podman.CONTAINERS_CONF)},
+    )

@@ -1,0 +1,652 @@
+"""The `orch` entry point: parsing, validation before any remote work, placement, status rendering, ssh argv."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
+
+from orch_wrapper import agent, cli, config, fleet, jobs, runner, ssh, ui
+from orch_wrapper.errors import ExitCode
+
+NOW = datetime.now(timezone.utc)
+
+
+def iso(delta: timedelta) -> str:
+    return (NOW - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def home(monkeypatch):
+    """ORCH_HOME in a short temporary folder (ssh control socket paths must stay short), a clean AWS environment."""
+    path = Path(tempfile.mkdtemp(prefix="orch-"))
+    monkeypatch.setenv("ORCH_HOME", str(path))
+    monkeypatch.setenv("ORCH_FLEET", "f")
+    monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def remote(monkeypatch):
+    """Records every call that would reach a host, AWS or Ansible; calls are refused unless a test allows them."""
+    calls: list[tuple[str, tuple]] = []
+
+    def refuse(label):
+        def fake(*args, **kwargs):
+            calls.append((label, args))
+            raise AssertionError(f"unexpected remote call: {label}")
+
+        return fake
+
+    monkeypatch.setattr(fleet, "inventory_list", refuse("inventory"))
+    monkeypatch.setattr(runner, "run_playbook", refuse("runner"))
+    monkeypatch.setattr(ssh, "run_host_code", refuse("ssh"))
+    monkeypatch.setattr(agent, "ensure", refuse("agent"))
+    monkeypatch.setattr(subprocess, "Popen", refuse("popen"))
+    monkeypatch.setattr(jobs.os, "execvp", refuse("execvp"))
+    return calls
+
+
+def seed_fleet(hosts):
+    """Write orch's fleet cache, so the real fleet.load reads these hosts without an inventory run."""
+    fleet._write_cache(config.load(), list(hosts))
+
+
+def run_main(capsys, argv):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str):
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("orch: ")
+
+
+# --- parsing and validation: nothing remote happens --------------------------------------------------------------
+
+BAD_NAMES = {
+    "space": "a b",
+    "single-quote": "it's",
+    "double-quote": 'a"b',
+    "command-substitution": "$(id)",
+    "semicolon": "a;rm",
+    "dot-dot": "a..b",
+    "slash": "a/b",
+    "uppercase": "Train",
+    "200-chars": "a" * 200,
+    "non-ascii": "jöb",
+    "trailing-newline": "job\n",
+    "empty": "",
+    "leading-dot": ".job",
+}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+@pytest.mark.parametrize("verb", ["run", "status", "logs", "attach", "stop", "rm"])
+def test_bad_job_name_is_refused_before_any_remote_call(home, remote, capsys, verb, name):
+    argv = [verb, name, "echo hi"] if verb == "run" else [verb, name]
+    code, out, err = run_main(capsys, argv)
+    assert code == ExitCode.USAGE
+    assert_one_line_error(err)
+    assert "invalid job name" in err
+    assert remote == []
+
+
+BAD_RUNS = {
+    "leading-dash-name": (["run", "-rf", "echo"], "orch run --help"),
+    "leading-dash-name-after-dashes": (["run", "--", "-rf", "echo"], "invalid job name"),
+    "empty-command": (["run", "job", ""], "empty command"),
+    "blank-command": (["run", "job", "  \n "], "empty command"),
+    "nul-in-command": (["run", "job", "echo \0"], "NUL"),
+    "env-without-equals": (["run", "job", "x", "--env", "FOO"], "invalid --env"),
+    "env-bad-key": (["run", "job", "x", "--env", "1FOO=a"], "invalid --env"),
+    "env-empty-key": (["run", "job", "x", "--env", "=a"], "invalid --env"),
+    "env-injection-key": (["run", "job", "x", "--env", "A;B=c"], "invalid --env"),
+    "secret-without-path": (["run", "job", "x", "--secret", "TOKEN"], "invalid --secret"),
+    "secret-relative": (["run", "job", "x", "--secret", "TOKEN=orch/f/secrets/t"], "invalid --secret"),
+    "secret-space": (["run", "job", "x", "--secret", "TOKEN=/orch/a b"], "invalid --secret"),
+    "secret-double-slash": (["run", "job", "x", "--secret", "TOKEN=/orch//t"], "invalid --secret"),
+    "secret-and-env": (["run", "job", "x", "--env", "T=1", "--secret", "T=/orch/t"], "both as --env and --secret"),
+    "mem-unit": (["run", "job", "x", "--mem", "8X"], "invalid --mem"),
+    "mem-zero": (["run", "job", "x", "--mem", "0G"], "invalid --mem"),
+    "mem-negative": (["run", "job", "x", "--mem", "-1G"], "expected one argument"),
+    "mem-decimal": (["run", "job", "x", "--mem", "1.5G"], "invalid --mem"),
+    "mem-words": (["run", "job", "x", "--mem", "lots"], "invalid --mem"),
+    "cwd-newline": (["run", "job", "x", "--cwd", "a\nb"], "invalid --cwd"),
+    "missing-command": (["run", "job"], "required: CMD"),
+    "tail-negative": (["logs", "job", "--tail", "-3"], "whole number"),
+    "tail-word": (["logs", "job", "--tail", "ten"], "whole number"),
+    "unknown-verb": (["frobnicate"], "invalid choice"),
+    "sandbox-action": (["sandbox", "sideways"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_RUNS.values(), ids=BAD_RUNS.keys())
+def test_bad_input_is_one_line_usage_error(home, remote, capsys, argv, message):
+    code, out, err = run_main(capsys, argv)
+    assert code == ExitCode.USAGE
+    assert_one_line_error(err)
+    assert message in err
+    assert remote == []
+
+
+def test_version_and_help(capsys):
+    code, out, _ = run_main(capsys, ["--version"])
+    assert code == 0 and out.startswith("orch ")
+    code, out, _ = run_main(capsys, ["--help"])
+    assert code == 0
+    for verb in ("hosts", "doctor", "configure", "run", "status", "logs", "attach", "stop", "rm", "ssh-config"):
+        assert verb in out
+
+
+def test_bad_settings_are_one_line_config_errors(home, remote, capsys, monkeypatch):
+    monkeypatch.setenv("ORCH_FLEET", "Bad Fleet")
+    code, _, err = run_main(capsys, ["status"])
+    assert code == ExitCode.CONFIG and "invalid ORCH_FLEET" in err
+    assert_one_line_error(err)
+    monkeypatch.setenv("ORCH_FLEET", "f")
+    monkeypatch.setenv("AWS_REGION", "mars-1")
+    code, _, err = run_main(capsys, ["hosts"])
+    assert code == ExitCode.CONFIG and "invalid AWS region" in err
+    assert remote == []
+
+
+@pytest.mark.parametrize(
+    ("value", "normalised"), [("8G", "8G"), ("512m", "512M"), ("8GiB", "8G"), ("1024K", "1024K"), (None, None)]
+)
+def test_mem_values_are_normalised(value, normalised):
+    assert jobs.parse_mem(value) == normalised
+
+
+# --- orch run ------------------------------------------------------------------------------------------------------
+
+
+class FakeRunResult(runner.RunResult):
+    pass
+
+
+def allow_run(monkeypatch, host_name, state="RUNNING"):
+    calls = []
+
+    def run_playbook(settings, name, extravars, limit=None, on_event=None):
+        calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
+        spec = jobs.decode_spec(extravars["orch_job_spec_b64"])
+        res = {"changed": True, "job": {"name": spec["name"], "state": state}}
+        return runner.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
+
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    monkeypatch.setattr(agent, "ensure", lambda settings: str(settings.agent_sock))
+    return calls
+
+
+def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    calls = allow_run(monkeypatch, "f-1")
+    command = "cd ~/work/lros && python train.py --config 'prod.yaml' \"$HOME\" {{ x }}\nsecond line"
+    argv = ["run", "lros-train", command, "--cwd", "~/work/lros", "--env", "A=1=2", "--env", "B="]
+    argv += ["--secret", "HF_TOKEN=/orch/f/secrets/hf", "--mem", "8g"]
+    code, out, err = run_main(capsys, argv)
+    assert code == 0, err
+    assert [c["playbook"] for c in calls] == ["job_start"]
+    assert calls[0]["limit"] == "f-1"
+    assert set(calls[0]["extravars"]) == {"orch_host", "orch_job_spec_b64"}
+    assert calls[0]["extravars"]["orch_host"] == "f-1"
+    assert jobs.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"]) == {
+        "name": "lros-train",
+        "command": command,
+        "cwd": "~/work/lros",
+        "env": {"A": "1=2", "B": ""},
+        "secrets": {"HF_TOKEN": "/orch/f/secrets/hf"},
+        "memory_max": "8G",
+    }
+    assert "lros-train: RUNNING on f-1 (127.0.0.1:2201)" in out
+    assert "orch logs lros-train -f" in out and "orch attach lros-train" in out
+    assert remote == []  # a single host: no query before the playbook
+
+
+def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
+    replies = {
+        2201: [record("a", "RUNNING", iso(timedelta(hours=1))), record("b", "RUNNING", iso(timedelta(hours=1)))],
+        2202: [record("c", "RUNNING", iso(timedelta(hours=1))), record("old", "SUCCEEDED", iso(timedelta(days=3)))],
+        2203: [record("d", "RUNNING", iso(timedelta(hours=1))), record("e", "QUEUED", iso(timedelta(hours=1)))],
+    }
+    monkeypatch.setattr(
+        ssh,
+        "run_host_code",
+        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], 0, query_reply(replies[h.ssh_port]), b""),
+    )
+    calls = allow_run(monkeypatch, "f-2")
+    code, out, err = run_main(capsys, ["run", "new", "true"])
+    assert code == 0, err
+    assert calls[0]["extravars"]["orch_host"] == "f-2"
+
+
+def test_run_refuses_a_name_running_on_another_host(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    replies = {2201: [], 2202: [record("train", "RUNNING", iso(timedelta(minutes=5)))]}
+    monkeypatch.setattr(
+        ssh,
+        "run_host_code",
+        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], 0, query_reply(replies[h.ssh_port]), b""),
+    )
+    calls = allow_run(monkeypatch, "f-1")
+    code, _, err = run_main(capsys, ["run", "train", "true", "--host", "f-1"])
+    assert code == ExitCode.USAGE
+    assert_one_line_error(err)
+    assert "already running on f-2" in err
+    assert calls == []
+
+
+def test_run_on_an_unknown_host_is_refused(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    calls = allow_run(monkeypatch, "f-1")
+    code, _, err = run_main(capsys, ["run", "job", "true", "--host", "nope"])
+    assert code == ExitCode.NOT_FOUND and "no host 'nope'" in err and "f-1" in err
+    assert calls == []
+
+
+def test_playbook_failure_is_one_line(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    monkeypatch.setattr(
+        runner,
+        "run_playbook",
+        lambda *a, **k: runner.RunResult("failed", 2, failed={"f-1": "job train is already running\n(see status)"}),
+    )
+    code, _, err = run_main(capsys, ["run", "train", "true"])
+    assert code == ExitCode.FAILURE
+    assert_one_line_error(err)
+    assert "f-1: job train is already running (see status)" in err
+
+
+def test_empty_fleet_is_a_one_line_error(home, capsys, monkeypatch):
+    monkeypatch.setattr(fleet, "inventory_list", lambda settings, refresh=False: {"_meta": {"hostvars": {}}})
+    code, _, err = run_main(capsys, ["hosts"])
+    assert code == ExitCode.NOT_FOUND
+    assert_one_line_error(err)
+    assert "no hosts in fleet f" in err and "orch sandbox up" in err
+
+
+# --- orch status ---------------------------------------------------------------------------------------------------
+
+
+def status_replies(monkeypatch, by_port, calls=None):
+    def fake(settings, h, args, timeout=30):
+        if calls is not None:
+            calls.append((h.name, list(args)))
+        reply = by_port[h.ssh_port]
+        if isinstance(reply, tuple):  # (rc, stderr): ssh failed
+            return subprocess.CompletedProcess([], reply[0], b"", reply[1])
+        return subprocess.CompletedProcess([], 0, query_reply(reply), b"")
+
+    monkeypatch.setattr(ssh, "run_host_code", fake)
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+
+
+SAMPLE = {
+    2201: [
+        record("vma-scrape", "RUNNING", iso(timedelta(hours=2, minutes=5)), memory_current=int(5.8 * 1024**3)),
+        record(
+            "lros-train",
+            "FAILED",
+            iso(timedelta(hours=3)),
+            ended=iso(timedelta(hours=1)),
+            exit_code=3,
+            memory_peak=7 * 1024**3,
+        ),
+        record("ancient", "SUCCEEDED", iso(timedelta(days=9)), ended=iso(timedelta(days=8)), exit_code=0),
+    ],
+    2202: [
+        record("coupon-backfill", "RUNNING", iso(timedelta(minutes=30)), memory_current=3 * 1024**3 + 300 * 1024**2),
+        record("stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal=15),
+    ],
+}
+
+
+def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    calls = []
+    status_replies(monkeypatch, SAMPLE, calls)
+    code, out, err = run_main(capsys, ["status"])
+    assert code == 0, err
+    assert sorted(calls) == [("f-1", ["query"]), ("f-2", ["query"])]
+    header = out.splitlines()[0].split()
+    assert header == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert set(rows) == {"vma-scrape", "lros-train", "coupon-backfill", "stopped-one"}  # "ancient" is history
+    assert rows["vma-scrape"][1:3] == ["f-1", "RUNNING"]
+    assert rows["vma-scrape"][-3:] == ["2h05m", "5.8G", "-"]
+    assert rows["coupon-backfill"][-2:] == ["3.3G", "-"]
+    assert rows["lros-train"][2] == "FAILED" and rows["lros-train"][-3:] == ["2h00m", "7.0G", "3"]
+    assert rows["stopped-one"][-2:] == ["sig", "15"]
+
+
+def test_status_all_and_json(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    status_replies(monkeypatch, SAMPLE)
+    code, out, _ = run_main(capsys, ["status", "--all"])
+    assert code == 0 and "ancient" in out
+    code, out, _ = run_main(capsys, ["status", "--json"])
+    data = json.loads(out)
+    assert data["unreachable"] == {}
+    by_name = {j["name"]: j for j in data["jobs"]}
+    assert by_name["vma-scrape"]["host"] == "f-1"
+    assert by_name["vma-scrape"]["memory"] == int(5.8 * 1024**3)
+    assert by_name["lros-train"]["exit_code"] == 3
+    assert "ancient" not in by_name
+
+
+def test_status_of_one_job_and_unknown_job(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    calls = []
+    status_replies(monkeypatch, {2201: SAMPLE[2201][:1]}, calls)
+    code, out, _ = run_main(capsys, ["status", "vma-scrape"])
+    assert code == 0 and "vma-scrape" in out
+    assert calls == [("f-1", ["query", "vma-scrape"])]
+    monkeypatch.setattr(
+        ssh,
+        "run_host_code",
+        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], 2, b"", b"orch: no job nope\n"),
+    )
+    code, _, err = run_main(capsys, ["status", "nope"])
+    assert code == ExitCode.NOT_FOUND
+    assert_one_line_error(err)
+    assert "no job nope" in err
+
+
+def test_status_with_an_unreachable_host_still_shows_the_others(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    replies = {2201: SAMPLE[2201], 2202: (255, b"ssh: connect to host 127.0.0.1 port 2202: Connection refused\n")}
+    status_replies(monkeypatch, replies)
+    code, out, err = run_main(capsys, ["status"])
+    assert code == ExitCode.UNREACHABLE
+    assert "vma-scrape" in out and "coupon-backfill" not in out
+    assert err.strip().splitlines() == [
+        "orch: warning: f-2 is unreachable: ssh: connect to host 127.0.0.1 port 2202: Connection refused "
+        "(run `orch doctor`)"
+    ]
+
+
+def test_status_skips_stopped_instances_with_a_warning(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), host("public")])
+    calls = []
+    status_replies(monkeypatch, {2201: []}, calls)
+    code, out, err = run_main(capsys, ["status"])
+    assert code == 0
+    assert calls == [("f-1", ["query"])]
+    assert "f-3 is stopped: skipped" in err
+    assert "no jobs" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "-"), (0, "0B"), (1023, "1023B"), (1536, "1.5K"), (int(5.8 * 1024**3), "5.8G"), (300 * 1024**2, "300M")],
+)
+def test_human_sizes(value, text):
+    assert ui.human_size(value) == text
+
+
+# --- ssh argv from the inventory's hostvars ------------------------------------------------------------------------
+
+
+def test_ssh_argv_for_each_access_mode(home):
+    settings = config.load()
+    opts = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={home}/cm/%C",
+        "-o",
+        "ControlPersist=10m",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        f"IdentityAgent={home}/agent.sock",
+        "-o",
+        "IdentitiesOnly=no",
+        "-o",
+        f"UserKnownHostsFile={home}/known_hosts",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+    ]
+    assert ssh.argv(settings, host("endpoint"), ["python3", "-", "query"]) == [
+        "ssh",
+        *opts,
+        "-p",
+        "2201",
+        "-l",
+        "ec2-user",
+        "127.0.0.1",
+        "--",
+        "python3 - query",
+    ]
+    proxy = (
+        'ProxyCommand=sh -c "aws ssm start-session --target %h --document-name AWS-StartSSHSession '
+        '--parameters portNumber=%p"'
+    )
+    assert ssh.argv(settings, host("ssm"), ["true"]) == [
+        "ssh",
+        *opts,
+        "-p",
+        "22",
+        "-l",
+        "ec2-user",
+        "-o",
+        proxy,
+        "i-0aaaaaaaaaaaaaaa1",
+        "--",
+        "true",
+    ]
+    assert ssh.argv(settings, host("public"), tty=True) == [
+        "ssh",
+        *opts,
+        "-t",
+        "-p",
+        "22",
+        "-l",
+        "admin",
+        "203.0.113.7",
+    ]
+    # Ansible gets exactly the same options
+    assert ssh.ansible_ssh_args(settings).split() == opts
+
+
+def test_hosts_from_inventory_filters_the_fleet():
+    other = {**HOSTVARS["endpoint"], "aws_tags": {"Name": unsafe("g-1"), "orch-fleet": unsafe("g")}}
+    untagged = {"ansible_host": "10.0.0.9"}
+    inventory = {
+        "_meta": {"hostvars": {"f-10": HOSTVARS["endpoint"], "f-2": HOSTVARS["ssm"], "g-1": other, "static": untagged}}
+    }
+    found = fleet.hosts_from_inventory(inventory, "f")
+    assert [h.name for h in found] == ["f-2", "f-10"]
+    ssm_host = found[0]
+    assert (ssm_host.instance_id, ssm_host.instance_type, ssm_host.state, ssm_host.access) == (
+        "i-0aaaaaaaaaaaaaaa1",
+        "m7g.2xlarge",
+        "running",
+        "ssm",
+    )
+    assert ssm_host.proxy_command.startswith('sh -c "aws ssm start-session --target %h')
+    assert found[1].address == "127.0.0.1:2201" and found[1].proxy_command is None
+
+
+def test_fleet_cache_is_keyed_and_expires(home, monkeypatch):
+    settings = config.load()
+    reads = []
+
+    def inventory_list(settings, refresh=False):
+        reads.append(refresh)
+        return {"_meta": {"hostvars": {"f-1": HOSTVARS["endpoint"]}}}
+
+    monkeypatch.setattr(fleet, "inventory_list", inventory_list)
+    first = fleet.load(settings)
+    assert fleet.load(settings) == first and reads == [False]  # second read from the cache
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")
+    fleet.load(config.load())  # another endpoint: another key
+    assert reads == [False, False]
+    data = json.loads((home / "fleet.json").read_text())
+    data["created"] -= fleet.CACHE_TTL + 1
+    (home / "fleet.json").write_text(json.dumps(data))
+    fleet.load(config.load())
+    assert reads == [False, False, False]
+    fleet.load(config.load(), refresh=True)
+    assert reads[-1] is True
+
+
+def test_hosts_json(home, remote, capsys):
+    seed_fleet([host("endpoint"), host("ssm")])
+    code, out, _ = run_main(capsys, ["hosts", "--json"])
+    assert code == 0
+    data = json.loads(out)
+    assert [(h["name"], h["instance_id"], h["instance_type"], h["state"], h["address"]) for h in data] == [
+        ("f-1", "i-0123456789abcdef0", "t3.2xlarge", "running", "127.0.0.1:2201"),
+        ("f-2", "i-0aaaaaaaaaaaaaaa1", "m7g.2xlarge", "running", "i-0aaaaaaaaaaaaaaa1:22"),
+    ]
+
+
+def test_ssh_config_blocks(home, remote, capsys, monkeypatch):
+    seed_fleet([host("endpoint"), host("ssm")])
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    code, out, _ = run_main(capsys, ["ssh-config"])
+    assert code == 0
+    block = out.split("Host f-2\n")[1]
+    assert "  HostName i-0aaaaaaaaaaaaaaa1\n  Port 22\n  User ec2-user\n" in block
+    assert f"  IdentityAgent {home}/agent.sock\n" in block
+    assert '  ProxyCommand sh -c "aws ssm start-session --target %h' in block
+    assert "ProxyCommand" not in out.split("Host f-2\n")[0]
+    assert "BatchMode" not in out  # plain interactive ssh may ask questions
+
+
+def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    status_replies(monkeypatch, {2201: [record("a.b", "RUNNING", iso(timedelta(minutes=1)))]})
+    execs = []
+    monkeypatch.setattr(jobs.os, "execvp", lambda file, args: execs.append((file, args)))
+    assert cli.main(["attach", "a.b", "--read-only"]) == 0
+    file, args = execs[0]
+    assert file == "ssh" and "-t" in args
+    assert args[-3:] == ["127.0.0.1", "--", "tmux attach-session -t =orch-a,b -r"]
+
+
+def test_attach_to_a_finished_job_is_refused(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    status_replies(monkeypatch, {2201: SAMPLE[2201]})
+    code, _, err = run_main(capsys, ["attach", "lros-train"])
+    assert code == ExitCode.USAGE and "has finished (FAILED)" in err and "orch logs lros-train" in err
+    assert_one_line_error(err)
+
+
+def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    status_replies(monkeypatch, SAMPLE)
+    calls = []
+
+    def run_playbook(settings, name, extravars, limit=None, on_event=None):
+        calls.append((name, dict(extravars), limit))
+        return runner.RunResult("successful", 0, ok={limit: [{"job": {"state": "KILLED", "exit_code": 143}}]})
+
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    code, out, _ = run_main(capsys, ["stop", "coupon-backfill", "--grace", "3"])
+    assert code == 0 and "coupon-backfill on f-2: KILLED (exit 143)" in out
+    code, out, _ = run_main(capsys, ["rm", "lros-train", "--purge"])
+    assert code == 0 and "removed lros-train from f-1 with its logs" in out
+    assert calls == [
+        ("job_stop", {"orch_host": "f-2", "orch_job_name": "coupon-backfill", "orch_job_grace": 3}, "f-2"),
+        ("job_remove", {"orch_host": "f-1", "orch_job_name": "lros-train", "orch_job_purge_logs": True}, "f-1"),
+    ]
+    code, _, err = run_main(capsys, ["rm", "vma-scrape"])
+    assert code == ExitCode.USAGE and "`orch stop vma-scrape` first" in err
+    code, _, err = run_main(capsys, ["stop", "ghost"])
+    assert code == ExitCode.NOT_FOUND and "no job ghost" in err
+    assert len(calls) == 2
+
+
+# --- credentials ---------------------------------------------------------------------------------------------------
+
+
+def test_missing_credentials_message_from_ssm(home):
+    with pytest.raises(jobs.OrchError) as caught:
+        agent.fetch_key(config.load())
+    assert caught.value.exit_code == ExitCode.CONFIG
+    assert str(caught.value) == ("no AWS credentials (set AWS_PROFILE or run `aws configure` (or `orch sandbox up`))")
+
+
+def test_missing_credentials_message_from_the_real_inventory(home, capsys):
+    # ansible-inventory and the aws_ec2 plugin for real, with no credentials anywhere
+    code, out, err = run_main(capsys, ["hosts", "--refresh"])
+    assert code == ExitCode.CONFIG
+    assert_one_line_error(err)
+    assert "no AWS credentials" in err and "AWS_PROFILE" in err
+
+
+# --- the sandbox's environment, doctor -----------------------------------------------------------------------------
+
+
+def test_a_running_sandbox_is_adopted_unless_the_environment_names_aws(tmp_path):
+    (tmp_path / "sandbox").mkdir()
+    sandbox = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5999", "AWS_ACCESS_KEY_ID": "testing", "ORCH_FLEET": "sandbox"}
+    (tmp_path / "sandbox" / "env.json").write_text(json.dumps(sandbox))
+    environ = {"ORCH_HOME": str(tmp_path), "ORCH_FLEET": "mine"}
+    assert config.adopt_sandbox(environ) is True
+    assert environ == {**sandbox, "ORCH_HOME": str(tmp_path), "ORCH_FLEET": "mine"}  # set variables are kept
+    assert config.load(environ).endpoint == "http://127.0.0.1:5999"
+    for own in ({"AWS_PROFILE": "work"}, {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}):
+        environ = {"ORCH_HOME": str(tmp_path), **own}
+        assert config.adopt_sandbox(environ) is False and environ == {"ORCH_HOME": str(tmp_path), **own}
+    assert config.adopt_sandbox({"ORCH_HOME": str(tmp_path / "elsewhere")}) is False
+
+
+def test_doctor_names_an_unreachable_endpoint(home, capsys):
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == ExitCode.FAILURE
+    lines = out.splitlines()
+    assert lines[0].startswith("ok   local tools: ssh, ssh-agent, ssh-add, ansible-playbook")
+    assert "ok   region: ap-northeast-1" in lines
+    fail = [line for line in lines if line.startswith("FAIL")]
+    assert len(fail) == 1 and fail[0].startswith("FAIL AWS endpoint: http://127.0.0.1:9")
+    assert "-> start it with `orch sandbox up`, or fix AWS_ENDPOINT_URL" in fail[0]
+
+
+def test_doctor_names_missing_credentials(home, moto, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == ExitCode.FAILURE
+    assert f"ok   AWS endpoint: {moto}" in out
+    assert (
+        "FAIL AWS credentials: none found  -> set AWS_PROFILE or run `aws configure` (or `orch sandbox up`)"
+        in out.splitlines()
+    )
+
+
+def test_doctor_names_an_unknown_region(home, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "ap-nowhere-9")
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == ExitCode.FAILURE
+    assert "FAIL region: unknown region ap-nowhere-9  -> set AWS_REGION, e.g. ap-northeast-1" in out
