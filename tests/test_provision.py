@@ -323,9 +323,18 @@ def test_environment_faults_get_one_line_messages(aws_env, fleet_name, env_chang
     assert fatal_msg(result).startswith(message)
 
 
-def test_lowering_the_count_terminates_the_surplus(fleet):
-    """Runs last in this module: it changes the shared fleet."""
+def test_lowering_the_count_terminates_the_surplus_and_keeps_foreign_tags(fleet):
+    """Runs last in this module: it changes the shared fleet. Tags the sandbox adds (the SSH endpoint) survive."""
+    (first, _second) = instances(fleet["ec2"], fleet["name"])
+    endpoint_tags = [{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": "2201"}]
+    fleet["ec2"].create_tags(Resources=[first["InstanceId"]], Tags=endpoint_tags)
     result = provision(fleet["env"], {**fleet["extravars"], "orch_instance_count": 1})
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result)["changed"] == 1
-    assert [tags(i)["Name"] for i in instances(fleet["ec2"], fleet["name"])] == [f"{fleet['name']}-1"]
+    (remaining,) = instances(fleet["ec2"], fleet["name"])
+    assert remaining["InstanceId"] == first["InstanceId"]
+    assert tags(remaining)["Name"] == f"{fleet['name']}-1"
+    assert {k: tags(remaining)[k] for k in ("orch-ssh-host", "orch-ssh-port")} == {
+        "orch-ssh-host": "127.0.0.1",
+        "orch-ssh-port": "2201",
+    }

@@ -114,7 +114,7 @@ def _wait_ssh(port: int, timeout: float = 60) -> None:
 
 def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
     """Bring the sandbox up; return the environment that points orch at it."""
-    from .. import agent, config, runner
+    from .. import agent, config, fleet, runner
 
     state = state_dir(settings.home)
     if (state / "env.json").exists():
@@ -158,10 +158,12 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
                 Tags=[{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": str(port)}],
             )
             ports.append(port)
+            (state / "ports.json").write_text(json.dumps(ports))
         for port in ports:
             _wait_ssh(port)
         (state / "env.json").write_text(json.dumps(env))
-        _forget_caches(settings.home)
+        # The endpoint tags are new since provisioning cached the inventory: read it afresh (and cache that).
+        fleet.load(settings, refresh=True)
         if configure:
             say("configuring the hosts with playbooks/configure.yml")
             agent.ensure(settings)
@@ -183,14 +185,18 @@ def _progress(say: Callable[[str], None]) -> Callable[[dict], None]:
     return on_event
 
 
-def _forget_caches(home: Path) -> None:
-    """Fleet and inventory caches describe the previous sandbox (or AWS): drop them."""
-    for name in ("fleet.json", "inventory-cache"):
-        path = home / name
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+def _forget_caches(settings) -> None:
+    """The fleet cache describes the previous sandbox (or AWS); the inventory's cache is keyed by endpoint."""
+    from .. import fleet
+
+    fleet.invalidate(settings)
+
+
+def _ports(state: Path) -> list[int]:
+    try:
+        return [int(p) for p in json.loads((state / "ports.json").read_text())]
+    except (OSError, ValueError):
+        return []
 
 
 def containers() -> list[str]:
@@ -206,32 +212,31 @@ def down(settings, quiet: bool = False) -> bool:
         if quiet:
             return False
         raise OrchError("the sandbox is not up", hint="run `orch sandbox up`", exit_code=ExitCode.USAGE)
+    ports = _ports(state)
     if names:
         podman.podman("rm", "-f", "-t", "0", *names)
     moto_server.stop(state)
     shutil.rmtree(state, ignore_errors=True)
-    _forget_caches(settings.home)
-    _stop_ssh_helpers(settings)
+    _forget_caches(settings)
+    _stop_ssh_helpers(settings, ports)
     return True
 
 
-def _stop_ssh_helpers(settings) -> None:
-    """SSH control masters and orch's agent hold connections and keys of hosts that no longer exist."""
-    for sock in settings.control_dir.glob("*") if settings.control_dir.is_dir() else []:
-        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True)
+def _stop_ssh_helpers(settings, ports: list[int]) -> None:
+    """SSH control masters, known host keys and orch's agent belong to hosts that no longer exist."""
+    from .. import agent
+
+    for sock in sorted(settings.control_dir.glob("*")) if settings.control_dir.is_dir() else []:
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True, check=False)
         sock.unlink(missing_ok=True)
-    if settings.agent_sock.exists():
-        subprocess.run(
-            ["ssh-agent", "-k"],
-            env={**os.environ, "SSH_AUTH_SOCK": str(settings.agent_sock), "SSH_AGENT_PID": _agent_pid(settings)},
-            capture_output=True,
-        )
-        settings.agent_sock.unlink(missing_ok=True)
-
-
-def _agent_pid(settings) -> str:
-    pid_file = settings.home / "agent.pid"
-    return pid_file.read_text().strip() if pid_file.is_file() else ""
+    if settings.known_hosts.is_file():
+        for port in ports:
+            subprocess.run(
+                ["ssh-keygen", "-R", f"[127.0.0.1]:{port}", "-f", str(settings.known_hosts)],
+                capture_output=True,
+                check=False,
+            )
+    agent.stop(settings)
 
 
 def status(settings) -> dict:

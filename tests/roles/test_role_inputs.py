@@ -1,0 +1,96 @@
+"""Bad role inputs fail before any host is touched, with a message naming the repository or the variable.
+
+The roles' checks run on the controller (`run_once`, `delegate_to: localhost`), so these tests run the real
+configure playbook against localhost with only the check tags: nothing on this machine is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK_TAGS = ",".join(
+    f"{role}_assert" for role in ("orch_base", "orch_tmux", "orch_repos", "orch_log_retention", "orch_cloudwatch")
+)
+GOOD_REPO = {"name": "alpha", "url": "git@example.invalid:team/alpha.git", "key_parameter": "/orch/t/deploy-keys/alpha"}
+
+
+def run_checks(tmp_path: Path, extravars: dict) -> subprocess.CompletedProcess:
+    varsfile = tmp_path / "vars.json"
+    local = {"ansible_become": False, "ansible_python_interpreter": sys.executable}
+    varsfile.write_text(json.dumps({**local, **extravars}))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_GATHERING": "explicit",
+    }
+    return subprocess.run(
+        ["ansible-playbook", str(ROOT / "playbooks" / "configure.yml"), "-i", "localhost,", "-c", "local",
+         "--tags", CHECK_TAGS, "-e", f"@{varsfile}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_good_inputs_pass_every_check(tmp_path):
+    result = run_checks(tmp_path, {"orch_repos_list": [GOOD_REPO, {**GOOD_REPO, "name": "beta", "branch": "dev"}]})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed=0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extravars", "expected"),
+    [
+        pytest.param(
+            {"orch_repos_list": [GOOD_REPO, {"name": "beta", "key_parameter": "/orch/t/deploy-keys/beta"}]},
+            ["orch_repos_list[1]", "repo beta", "url is missing"],
+            id="repo-without-url",
+        ),
+        pytest.param(
+            {"orch_repos_list": [{"name": "gamma", "url": "git@example.invalid:t/g.git"}]},
+            ["orch_repos_list[0]", "repo gamma", "key_parameter is missing"],
+            id="repo-without-key-parameter",
+        ),
+        pytest.param(
+            {"orch_repos_list": [{**GOOD_REPO, "name": "../evil"}]},
+            ["repo ../evil", "name must be a directory name"],
+            id="repo-name-escaping-work",
+        ),
+        pytest.param(
+            {"orch_repos_list": [GOOD_REPO, GOOD_REPO]},
+            ["repository names must be unique", "duplicated: alpha"],
+            id="duplicate-repo-names",
+        ),
+        pytest.param(
+            {"orch_log_retention_days": -5},
+            ["orch_log_retention_days must be a positive whole number", "got -5"],
+            id="negative-retention",
+        ),
+        pytest.param({"orch_log_retention_days": "30d"}, ["orch_log_retention_days"], id="retention-not-a-number"),
+        pytest.param(
+            {"orch_log_retention_max_size": "lots"},
+            ["orch_log_retention_max_size must be a size like 100M", "got lots"],
+            id="rotation-size-malformed",
+        ),
+        pytest.param(
+            {"orch_cloudwatch_retention_days": 31},
+            ["orch_cloudwatch_retention_days must be one of CloudWatch's retention periods", "got 31"],
+            id="cloudwatch-retention-not-allowed",
+        ),
+    ],
+)
+def test_bad_input_fails_early_naming_it(tmp_path, extravars, expected):
+    result = run_checks(tmp_path, extravars)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    for text in expected:
+        assert text in output, f"{text!r} not in: {output[-2000:]}"
+    # The checks ran on the controller only: no task of the roles reached the host.
+    assert "changed=0" in output
