@@ -1079,8 +1079,13 @@ def fetch_secrets(secrets):
     except ImportError:
         raise JobError("secrets need boto3 on the job host (install python3-boto3 there)") from None
     try:
-        # AWS_REGION is what orch sets; older botocore reads only AWS_DEFAULT_REGION (None: boto3's own chain)
-        client = boto3.client("ssm", region_name=os.environ.get("AWS_REGION") or None)
+        # AWS_REGION is what orch sets; older botocore reads only AWS_DEFAULT_REGION (None: boto3's own chain).
+        # Older botocore (Debian 12's) ignores AWS_ENDPOINT_URL too: pass it (unset on EC2: the regional endpoint).
+        client = boto3.client(
+            "ssm",
+            region_name=os.environ.get("AWS_REGION") or None,
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        )
     except BotoCoreError as exc:
         raise JobError(f"cannot reach SSM to read the job's secrets: {exc} (set AWS_REGION on the host)") from None
     values = {}

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("sandbox", help="the local sandbox fleet: moto as AWS, podman containers as hosts")
     p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--hosts", type=int, default=1, metavar="N", help="how many hosts `up` provisions (default 1)")
     return parser
 
 
@@ -137,7 +138,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if verb == "configure":
         return commands.configure(settings, args.host)
     if verb == "sandbox":
-        return commands.sandbox(settings, args.action)
+        return commands.sandbox(settings, args.action, hosts=args.hosts)
     from . import doctor
 
     return doctor.doctor(settings)

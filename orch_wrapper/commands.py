@@ -36,14 +36,14 @@ def configure(settings: Settings, host: str | None = None) -> int:
     return ExitCode.OK
 
 
-def sandbox(settings: Settings, action: str) -> int:
+def sandbox(settings: Settings, action: str, hosts: int = 1) -> int:
     from . import sandbox as box
 
     if not all(hasattr(box, verb) for verb in ("up", "down", "status")):
         raise OrchError("the sandbox is not part of this build", hint="reinstall orch", exit_code=ExitCode.CONFIG)
     if action == "up":
         fleet.invalidate(settings)
-        env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True))
+        env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True), hosts=hosts)
         fleet.invalidate(settings)
         endpoint = (env or {}).get("AWS_ENDPOINT_URL", "")
         print(f"sandbox is up: AWS at {endpoint}, fleet {(env or {}).get('ORCH_FLEET', settings.fleet)}")

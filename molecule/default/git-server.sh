@@ -5,7 +5,7 @@
 # Usage: git-server.sh AWS_ENDPOINT_URL
 set -euo pipefail
 endpoint=$1
-fixture=/root/fixture
+fixture=/var/lib/orch-molecule
 rm -rf "$fixture"
 install -d -m 0700 "$fixture"
 

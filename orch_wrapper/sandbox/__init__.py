@@ -7,6 +7,7 @@ configure playbook over SSH and ends with a ping through the inventory. `down` r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -25,6 +26,11 @@ FLEET = "sandbox"
 LABEL = "orch-sandbox"
 # What a host gets in place of an instance role: credentials and the endpoint of the moto server.
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def sandbox_id(home: Path) -> str:
+    """Each ORCH_HOME has its own sandbox: its containers carry this id in their name and label."""
+    return hashlib.sha256(str(home).encode()).hexdigest()[:6]
 
 
 def state_dir(home: Path) -> Path:
@@ -60,8 +66,12 @@ def _public_key(ssm, fleet: str) -> str:
     return out.stdout.strip()
 
 
-def _start_host(tag: str, name: str, port: int, public_key: str, host_env: dict[str, str]) -> str:
-    container = f"{LABEL}-{name}"
+def container_name(home: Path, host: str) -> str:
+    return f"orch-{sandbox_id(home)}-{host}"
+
+
+def _start_host(home: Path, tag: str, name: str, port: int, public_key: str, host_env: dict[str, str]) -> str:
+    container = container_name(home, name)
     podman.podman(
         "create",
         "--pull=never",
@@ -72,7 +82,7 @@ def _start_host(tag: str, name: str, port: int, public_key: str, host_env: dict[
         "--add-host",
         f"{name}:127.0.0.1",
         "--label",
-        LABEL,
+        f"{LABEL}={sandbox_id(home)}",
         *podman.SYSTEMD_HOST_ARGS,
         tag,
         "/sbin/init",
@@ -151,8 +161,8 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         for instance in _instances(ec2):
             name = {t["Key"]: t["Value"] for t in instance["Tags"]}["Name"]
             port = _free_port()
-            say(f"starting host {name} (container {LABEL}-{name}, ssh 127.0.0.1:{port})")
-            _start_host(tag, name, port, public_key, host_env)
+            say(f"starting host {name} (container {container_name(settings.home, name)}, ssh 127.0.0.1:{port})")
+            _start_host(settings.home, tag, name, port, public_key, host_env)
             ec2.create_tags(
                 Resources=[instance["InstanceId"]],
                 Tags=[{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": str(port)}],
@@ -199,15 +209,15 @@ def _ports(state: Path) -> list[int]:
         return []
 
 
-def containers() -> list[str]:
-    out = podman.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
+def containers(home: Path) -> list[str]:
+    out = podman.podman("ps", "-a", "--filter", f"label={LABEL}={sandbox_id(home)}", "--format", "{{.Names}}")
     return out.stdout.decode().split()
 
 
 def down(settings, quiet: bool = False) -> bool:
     """Remove the sandbox's containers, moto server, ssh masters and agent; True if anything was up."""
     state = state_dir(settings.home)
-    names = containers() if shutil.which("podman") else []
+    names = containers(settings.home) if shutil.which("podman") else []
     if not names and not state.exists():
         if quiet:
             return False
@@ -241,4 +251,5 @@ def _stop_ssh_helpers(settings, ports: list[int]) -> None:
 
 def status(settings) -> dict:
     env = environment(settings.home)
-    return {"up": env is not None, "endpoint": (env or {}).get("AWS_ENDPOINT_URL"), "containers": containers()}
+    endpoint = (env or {}).get("AWS_ENDPOINT_URL")
+    return {"up": env is not None, "endpoint": endpoint, "containers": containers(settings.home)}

@@ -6,9 +6,10 @@ through monkeypatch, so nothing leaks into the other test packages.
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,33 @@ def home(env) -> Path:
 
 
 def podman(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["podman", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CONTAINERS_CONF": str(sandbox.podman.CONTAINERS_CONF)},
-    )
+    return subprocess.run(["podman", *args], capture_output=True, text=True, env=sandbox.podman.env())
+
+
+def container(home: Path, host: str = "sandbox-1") -> str:
+    return sandbox.container_name(home, host)
+
+
+def status_json(cap, *names: str) -> dict[str, dict]:
+    """`orch status --all --json` as a dict by job name (drains what earlier calls printed first)."""
+    cap.readouterr()
+    assert main(["status", "--all", "--json", *names]) == 0
+    out = json.loads(cap.readouterr().out)
+    return {job["name"]: job for job in (out["jobs"] if isinstance(out, dict) else out)}
+
+
+def wait_state(cap, name: str, states: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = status_json(cap).get(name)
+        if job and job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, f"{name} never reached {states}: {job}"
+        time.sleep(0.5)
+
+
+def host_exec(home: Path, *args: str, host: str = "sandbox-1") -> str:
+    """Run a command inside a sandbox host (as root, beside orch's own paths) and return its output."""
+    result = podman("exec", container(home, host), *args)
+    assert result.returncode == 0, (args, result.stderr)
+    return result.stdout

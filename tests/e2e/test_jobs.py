@@ -1,0 +1,157 @@
+"""The design document's three-job example and the job verbs, end to end on the sandbox fleet."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import subprocess
+import time
+
+import boto3
+import pytest
+
+from orch_wrapper.cli import main
+
+from .conftest import host_exec, orch, status_json, wait_state
+
+
+def hold(mb: int, seconds: float, then: str = "") -> str:
+    """A job that holds `mb` of memory for a while, printing as it goes, like the design document's jobs."""
+    steps = int(seconds * 2)
+    loop = f"[print('step', i, flush=True) or time.sleep(0.5) for i in range({steps})]"
+    py = f"import time; b = bytearray({mb} * 2**20); {loop}"
+    return f'python3 -c "{py}"' + (f" && {then}" if then else "")
+
+
+def test_three_jobs_run_side_by_side_and_end_honestly(env, capfd):
+    assert main(["run", "vma-scrape", hold(200, 30, "echo embeddings done")]) == 0
+    assert main(["run", "coupon-backfill", hold(120, 4, "exit 3")]) == 0
+    assert main(["run", "lros-train", hold(300, 8, "echo report written")]) == 0
+
+    jobs = status_json(capfd)
+    assert {jobs[n]["state"] for n in ("vma-scrape", "coupon-backfill", "lros-train")} == {"RUNNING"}
+    time.sleep(2)  # let each allocation settle
+    jobs = status_json(capfd)
+    for name, mb in (("vma-scrape", 200), ("lros-train", 300)):
+        assert jobs[name]["memory"] >= mb * 0.9 * 2**20, (name, jobs[name]["memory"])
+        assert jobs[name]["memory"] < (mb + 200) * 2**20
+
+    # logs -f streams the job's output, ends with the job and exits with its code.
+    capfd.readouterr()
+    assert main(["logs", "coupon-backfill", "--follow"]) == 3
+    out = capfd.readouterr().out
+    assert "step 0" in out and "step 7" in out
+
+    assert main(["stop", "vma-scrape"]) == 0
+    lros = wait_state(capfd, "lros-train", {"SUCCEEDED", "FAILED"})
+    jobs = status_json(capfd)
+    assert (jobs["coupon-backfill"]["state"], jobs["coupon-backfill"]["exit_code"]) == ("FAILED", 3)
+    assert jobs["vma-scrape"]["state"] == "KILLED"
+    assert (lros["state"], lros["exit_code"]) == ("SUCCEEDED", 0)
+    capfd.readouterr()
+    assert main(["logs", "lros-train", "--tail", "2"]) == 0
+    assert "report written" in capfd.readouterr().out
+
+    # The human table names every job with its state.
+    capfd.readouterr()
+    assert main(["status"]) == 0
+    table = capfd.readouterr().out
+    for word in ("NAME", "HOST", "STATE", "MEMORY", "vma-scrape", "KILLED", "SUCCEEDED", "FAILED"):
+        assert word in table
+
+
+def test_a_command_reaches_the_host_verbatim(env, capfd):
+    command = """printf '%s|' "it's" "a \\"quoted\\" word" '$HOME' '{{ lookup("env", "HOME") }}'; echo
+echo second line $((6 * 7))"""
+    assert main(["run", "verbatim", command]) == 0
+    capfd.readouterr()
+    assert main(["logs", "verbatim", "--follow"]) == 0
+    out = capfd.readouterr().out
+    assert """it's|a "quoted" word|$HOME|{{ lookup("env", "HOME") }}|""" in out
+    assert "second line 42" in out
+
+
+def test_a_running_name_is_refused_and_concurrent_runs_have_one_winner(env, capfd):
+    assert main(["run", "dup", "sleep 30"]) == 0
+    capfd.readouterr()
+    assert main(["run", "dup", "echo second"]) != 0
+    err = capfd.readouterr().err.strip()
+    assert "already running" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main(["stop", "dup"]) == 0
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: orch("run", "race", "sleep 20"), range(2)))
+    assert sorted(r.returncode == 0 for r in results) == [False, True], [r.stderr for r in results]
+    loser = next(r for r in results if r.returncode != 0)
+    assert "already running" in loser.stderr and "Traceback" not in loser.stderr
+    assert main(["stop", "race"]) == 0
+
+
+def test_unknown_job_gets_one_line_and_a_non_zero_exit(env):
+    for verb in (["logs", "no-such-job"], ["stop", "no-such-job"], ["attach", "no-such-job"], ["rm", "no-such-job"]):
+        result = orch(*verb)
+        assert result.returncode == 3, (verb, result.stderr)
+        assert result.stderr.startswith("orch: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tmux_sessions_survive_the_ssh_connection_closing(env, capfd, home):
+    assert main(["run", "survivor", "sleep 40"]) == 0
+    # Close every multiplexed connection orch holds, and every sshd session of the job user on the host.
+    for sock in (home / "cm").glob("*"):
+        orch_ssh = ["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "x"]
+        assert subprocess.run(orch_ssh, capture_output=True).returncode in (0, 255)
+    host_exec(home, "pkill", "-u", "ec2-user", "-x", "sshd")
+    time.sleep(1)
+    assert status_json(capfd)["survivor"]["state"] == "RUNNING"
+    assert main(["stop", "survivor"]) == 0
+
+
+def test_a_job_that_backgrounds_a_child_or_closes_stdout_keeps_its_exit_code(env, capfd):
+    assert main(["run", "forker", "exec 1>&- 2>&-; (sleep 60 &) ; exit 5"]) == 0
+    capfd.readouterr()
+    assert main(["logs", "forker", "--follow"]) == 5
+
+
+def test_secrets_come_from_ssm_on_the_host_and_stay_out_of_records(env, capfd, home):
+    value = "s3cr3t-token-value-9d41"
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
+    ssm.put_parameter(Name="/orch/sandbox/secrets/api-token", Value=value, Type="SecureString", Overwrite=True)
+    assert (
+        main(
+            [
+                "run",
+                "with-secret",
+                "--secret",
+                "API_TOKEN=/orch/sandbox/secrets/api-token",
+                # The job checks the value by its digest: the command itself must not carry the secret.
+                f'test "$(printf %s "$API_TOKEN" | sha256sum | cut -c1-16)" = {digest} && echo token-ok',
+            ]
+        )
+        == 0
+    )
+    capfd.readouterr()
+    assert main(["logs", "with-secret", "--follow"]) == 0
+    assert "token-ok" in capfd.readouterr().out
+    job_json = host_exec(home, "cat", "/home/ec2-user/logs/with-secret/job.json")
+    assert "API_TOKEN" in job_json and value not in job_json
+    # Nothing on the laptop side holds it: not orch's home, not ansible-runner's artifacts.
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            assert value.encode() not in path.read_bytes(), path
+    ssm.delete_parameter(Name="/orch/sandbox/secrets/api-token")
+    missing = orch("run", "no-secret", "--secret", "X=/orch/sandbox/secrets/missing", "true")
+    assert missing.returncode != 0 and "cannot read secret X" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["a b", "x;rm", "$(id)", "../up", "-lead", "café"])
+def test_bad_names_are_refused_before_any_remote_work(env, name):
+    result = orch("run", name, "true")
+    assert result.returncode == 2 and result.stderr.startswith("orch: invalid job name")
+
+
+def test_rm_forgets_a_finished_job(env, capfd):
+    assert main(["run", "short", "echo done"]) == 0
+    wait_state(capfd, "short", {"SUCCEEDED"})
+    assert main(["rm", "short", "--purge"]) == 0
+    assert "short" not in status_json(capfd)
