@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,14 +195,18 @@ class Bench:
         return s
 
     def parallel(self, hosts: list, remote: Sequence[str], stdin: bytes | None = None) -> float:
-        """Wall time of one ssh per host, all at once (what `orch status` does with its thread pool)."""
+        """Wall time of one ssh per host, all at once, one thread each (as `orch status` runs them)."""
+
+        def one(host) -> int:
+            argv = self.ssh(host, remote)
+            return subprocess.run(argv, input=stdin, capture_output=True, timeout=60, check=False).returncode
+
         start = time.perf_counter()
-        procs = [subprocess.Popen(self.ssh(h, remote), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) for h in hosts]
-        for proc in procs:
-            proc.communicate(stdin, timeout=60)
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            codes = list(pool.map(one, hosts))
         elapsed = time.perf_counter() - start
-        if any(p.returncode for p in procs):
-            raise RuntimeError(f"ssh {' '.join(remote)} failed on some host: {[p.returncode for p in procs]}")
+        if any(codes):
+            raise RuntimeError(f"ssh {' '.join(remote)} failed on some host: {codes}")
         return elapsed
 
     def status_fleet(self, one_host: float) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_wrapper import config, sandbox
+from orch_wrapper import config, fleet, sandbox, ssh
 from orch_wrapper.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +81,11 @@ def wait_state(cap, name: str, states: set[str], timeout: float = 60) -> dict:
         time.sleep(0.5)
 
 
-def host_exec(home: Path, *args: str, host: str = "sandbox-1") -> str:
-    """Run a command inside a sandbox host (as root, beside orch's own paths) and return its output."""
-    result = podman("exec", container(home, host), *args)
-    assert result.returncode == 0, (args, result.stderr)
+def host_sh(command: str, host: str = "sandbox-1") -> str:
+    """Run a shell command on a sandbox host as its job user, over orch's own SSH path, and return its output.
+    (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)"""
+    settings = config.load()
+    target = next(h for h in fleet.load(settings) if h.name == host)
+    result = subprocess.run(ssh.argv(settings, target, shell=command), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, (command, result.stderr)
     return result.stdout
