@@ -311,7 +311,7 @@ class Bench:
 
     def one_gib(self) -> None:
         host = self.use_fleet_one()
-        n = 5
+        n = 7
         say(f"\n[5] 1 GiB to stdout: orch job vs `head -c 1G /dev/zero > file` in ~/logs on the host, {n} each")
         clock = 's=$(date +%s.%N); head -c 1G /dev/zero{redir}; e=$(date +%s.%N); echo "$s $e"{out}'
         raw, append, orch_t = [], [], []

@@ -1,0 +1,57 @@
+"""Faults on the sandbox, run last: they restart, stop and finally remove its hosts."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from orch_wrapper import config, sandbox
+from orch_wrapper.cli import main
+
+from .conftest import container, orch, podman, status_json, wait_state
+
+
+def test_a_host_restart_turns_a_running_job_into_lost(env, capfd, home):
+    assert main(["run", "doomed", "sleep 300"]) == 0
+    assert wait_state(capfd, "doomed", {"RUNNING"})
+    assert podman("restart", "-t", "1", container(home)).returncode == 0
+    deadline = time.monotonic() + 60
+    while orch("status", "doomed").returncode == 4 and time.monotonic() < deadline:
+        time.sleep(1)  # sshd is coming back
+    job = status_json(capfd)["doomed"]
+    assert job["state"] == "LOST", job
+    assert job["lost_reason"]
+    assert orch("logs", "doomed", "--follow").returncode != 0
+
+
+def test_doctor_and_status_name_a_host_that_is_down(env, home):
+    assert main(["run", "before-down", "sleep 300"]) == 0
+    assert podman("stop", "-t", "1", container(home)).returncode == 0
+    try:
+        doctor = orch("doctor")
+        assert doctor.returncode != 0
+        failing = [line for line in doctor.stdout.splitlines() if "sandbox-1" in line]
+        assert failing and any("FAIL" in line.upper() or "✗" in line for line in failing), doctor.stdout
+        status = orch("status")
+        assert status.returncode == 4 and "sandbox-1" in status.stderr and "Traceback" not in status.stderr
+    finally:
+        podman("start", container(home))
+
+
+def test_sandbox_down_leaves_nothing_behind(env, home):
+    state = sandbox.state_dir(home)
+    ports = sandbox._ports(state)
+    moto_pid = int((state / "moto.pid").read_text()) if (state / "moto.pid").exists() else None
+    assert ports and moto_pid
+    assert main(["sandbox", "down"]) == 0
+    assert sandbox.containers(home) == []
+    assert not state.exists()
+    assert not Path(f"/proc/{moto_pid}").exists()
+    for port in ports:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert not config.load().agent_sock.exists()
+    assert not any((home / "cm").glob("*")) if (home / "cm").exists() else True
+    again = orch("sandbox", "down")
+    assert again.returncode == 2 and again.stderr.startswith("orch: the sandbox is not up")
