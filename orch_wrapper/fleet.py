@@ -146,7 +146,7 @@ def inventory_list(settings: Settings, refresh: bool = False) -> dict[str, Any]:
     cmd = ["ansible-inventory", "-i", str(paths.inventory()), "--list"]
     if refresh:
         cmd.append("--flush-cache")
-    env = {**os.environ, **envvars(settings), "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
+    env = {**os.environ, **envvars(settings)}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     except FileNotFoundError:

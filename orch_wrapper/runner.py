@@ -66,6 +66,9 @@ def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dic
         "AWS_REGION": settings.region,
         # The inventory's cache is keyed by its file alone: name the fleet, region and endpoint in the key.
         "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": cache_prefix(settings),
+        # Under orch a broken inventory is an error, not an empty fleet. (Not in ansible.cfg: there it would also
+        # fail ansible-lint's syntax checks and direct provisioning runs before their own one-line checks.)
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
     }
     if settings.endpoint:
         out["AWS_ENDPOINT_URL"] = settings.endpoint

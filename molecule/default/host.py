@@ -4,14 +4,22 @@
     python3 molecule/default/host.py down NAME STATE_DIR
 
 The host is the sandbox image (systemd as PID 1, sshd) started with the sandbox's podman settings; its sshd listens
-on a free loopback port (host networking, as in the sandbox) and it reaches moto on 127.0.0.1.
+on a free loopback port (host networking, as in the sandbox) and it reaches moto on 127.0.0.1. Ansible reaches it over
+SSH as ec2-user with sudo, as `orch configure` does, not through `podman exec`: starting another systemd container on
+this kind of VM (hybrid cgroup v1) moves every container's PID 1 to /init.scope of the named systemd hierarchy, after
+which `podman exec` into the earlier containers fails. The login key is made in memory and lives only in an ssh-agent
+of the scenario's own (STATE_DIR/agent.sock).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
 import sys
 import tarfile
 import time
@@ -22,6 +30,8 @@ from orch_wrapper.sandbox import image, moto_server, podman
 
 LABEL = "orch-molecule"
 STATE_FILE = "orch-molecule.json"
+AGENT_SOCKET = "agent.sock"
+AGENT_PID = "agent.pid"
 
 
 def _free_port() -> int:
@@ -30,15 +40,45 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _tar(files: list[tuple[str, str, int]]) -> bytes:
+def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, mode in files:
+        for name, text, uid, mode in files:
             data = text.encode()
             info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
+            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, mode
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _start_agent(state_dir: Path) -> str:
+    """An ssh-agent of our own holding a fresh ed25519 key made in memory; returns the key's public line."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    _stop_agent(state_dir)
+    sock = state_dir / AGENT_SOCKET
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True).stdout
+    (state_dir / AGENT_PID).write_text(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1) + "\n")
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    subprocess.run(["ssh-add", "-q", "-"], input=private, env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, check=True)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return public.decode() + " orch-molecule"
+
+
+def _stop_agent(state_dir: Path) -> None:
+    pid_file = state_dir / AGENT_PID
+    try:
+        pid = int(pid_file.read_text())
+        if b"ssh-agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+    pid_file.unlink(missing_ok=True)
+    (state_dir / AGENT_SOCKET).unlink(missing_ok=True)
 
 
 def _wait_ssh(port: int, timeout: float = 90) -> None:
@@ -57,6 +97,7 @@ def _wait_ssh(port: int, timeout: float = 90) -> None:
 def up(name: str, state_dir: Path) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     endpoint = moto_server.start(state_dir)
+    public_key = _start_agent(state_dir)
     tag = image.build(say=lambda msg: print(msg, file=sys.stderr))
     port = _free_port()
     if podman.podman("container", "exists", name, check=False).returncode == 0:
@@ -65,11 +106,22 @@ def up(name: str, state_dir: Path) -> dict:
         "create", "--pull=never", "--name", name, "--hostname", name, "--label", LABEL,
         *podman.SYSTEMD_HOST_ARGS, tag, "/sbin/init",
     )  # fmt: skip
-    port_conf = _tar([("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0o644)])
-    podman.podman("cp", "-", f"{name}:/", input=port_conf)
+    files = _tar(
+        [
+            ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),
+            ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
+        ]
+    )
+    podman.podman("cp", "-", f"{name}:/", input=files)
     podman.podman("start", name)
     _wait_ssh(port)
-    state = {"container": name, "image": tag, "ssh_port": port, "aws_endpoint": endpoint}
+    state = {
+        "container": name,
+        "image": tag,
+        "ssh_port": port,
+        "aws_endpoint": endpoint,
+        "agent_socket": str(state_dir / AGENT_SOCKET),
+    }
     (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return state
 
@@ -78,7 +130,9 @@ def down(name: str, state_dir: Path) -> None:
     if podman.podman("container", "exists", name, check=False).returncode == 0:
         podman.podman("rm", "-f", "-t", "5", name)
     moto_server.stop(state_dir)
+    _stop_agent(state_dir)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    (state_dir / "known_hosts").unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
