@@ -281,20 +281,15 @@ msg:
   sample: started train-a
 """
 
+# Modules only some paths need are imported where used: `orch status` runs the query path on every call.
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
-import resource
-import select
-import shutil
 import signal
-import socket
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -440,7 +435,7 @@ class HostFacts:
     """What live evidence is compared against: the boot and the start of PID 1 (a container restart changes it)."""
 
     def __init__(self):
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # gethostname() without importing socket
         self.boot_id = boot_id()
         self.init_start = start_ticks(1)
 
@@ -548,6 +543,8 @@ def memory_cap_plan(memory_max, unit):
     if memory_max is None:
         return None, None
     uid = os.getuid()
+    import shutil
+
     if shutil.which("systemd-run") is None:
         return None, "not enforced: systemd-run not found"
     scope = ["systemd-run", "--scope", "--quiet", "--unit", unit, "-p", f"MemoryMax={memory_max}", "--"]
@@ -735,6 +732,8 @@ def supervise(name):
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_RDONLY)
     # ru_maxrss survives exec, so the child's figure counts this Python's size: only trust it above that
+    import resource
+
     own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pid = os.fork()
     if pid == 0:  # the job: own session and process group, output straight into the log file
@@ -821,6 +820,8 @@ def _wait_readable(fd, timeout):
     if fd is None:
         time.sleep(min(timeout, 0.05))
     else:
+        import select
+
         select.select([fd], [], [], timeout)
 
 
@@ -1020,6 +1021,8 @@ def own_source():
 
 def install_self():
     src = own_source().encode()
+    import hashlib
+
     path = orch_dir("lib", f"orch_job_{hashlib.sha256(src).hexdigest()[:16]}.py")
     if not os.path.exists(path):
         ensure_dir(orch_dir("lib"))
@@ -1140,6 +1143,8 @@ def start_job(p, tmux_bin, check_mode):
         ensure_dir(orch_dir("run"), 0o700)
         os.chmod(orch_dir(), 0o700)
         sfile = spec_file(name)
+        import uuid
+
         run_id = uuid.uuid4().hex
         session = session_name(name)
         tmux(tmux_bin, "kill-session", "-t", "=" + session)  # a stale session of a finished or lost run
@@ -1223,6 +1228,8 @@ def remove_job(p, tmux_bin, check_mode):
             return changed, rec, ("would remove %s" if changed else "no job %s to remove") % name
         tmux(tmux_bin, "kill-session", "-t", "=" + session_name(name))
         if p["purge_logs"]:
+            import shutil
+
             shutil.rmtree(logs_dir(name), ignore_errors=True)
         else:
             try:

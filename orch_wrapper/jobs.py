@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import agent, fleet, paths, ssh, ui
+from . import agent, fleet, ssh, ui
 from .config import Settings
 from .errors import ExitCode, OrchError
 from .fleet import Host
@@ -358,8 +358,8 @@ def logs(settings: Settings, name: str, follow: bool = False, tail: int | None =
     else:
         host = fleet.find(hosts, locate(settings, name).host)
     if follow:
-        cmd = ssh.argv(settings, host, ["python3", "-", "follow", name, "--tail", str(10 if tail is None else tail)])
-        source = paths.host_code().read_bytes()
+        remote, source = ssh.host_command(["follow", name, "--tail", str(10 if tail is None else tail)])
+        cmd = ssh.argv(settings, host, remote)
     else:
         log = f"~/logs/{name}/run.log"  # NAME is validated: nothing in it a shell would expand
         cmd = ssh.argv(settings, host, shell=f"tail -n {tail} -- {log}" if tail is not None else f"cat -- {log}")

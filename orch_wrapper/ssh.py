@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -83,18 +84,32 @@ class HostReply:
     error: str | None  # why there is no data
 
 
+# The host keeps library/orch_job.py under its hash in ~/.orch/lib (the module installs it there too) and imports
+# it from there, so its bytecode is cached; only a host without that copy reads the source orch sends on stdin.
+_BOOTSTRAP = """import os, sys
+d = os.path.expanduser("~/.orch/lib"); m = "orch_job_%s"; p = os.path.join(d, m + ".py")
+if not os.path.exists(p):
+    os.makedirs(d, exist_ok=True); t = "%%s.%%d" %% (p, os.getpid())
+    with open(t, "wb") as f: f.write(sys.stdin.buffer.read())
+    os.replace(t, p)
+sys.path.insert(0, d); sys.argv[0] = p
+__import__(m).main()
+"""
+
+
+def host_command(script_args: Sequence[str]) -> tuple[list[str], bytes]:
+    """The remote argv that runs the host code with SCRIPT_ARGS, and the bytes to send on its stdin."""
+    source = paths.host_code().read_bytes()
+    boot = _BOOTSTRAP % hashlib.sha256(source).hexdigest()[:16]
+    return ["python3", "-c", boot, *script_args], source
+
+
 def run_host_code(
     settings: Settings, host: Host, script_args: Sequence[str], timeout: float = QUERY_TIMEOUT
 ) -> subprocess.CompletedProcess[bytes]:
-    """`ssh HOST python3 - ARGS` with library/orch_job.py on stdin (it doubles as a stdlib script)."""
-    source = paths.host_code().read_bytes()
-    return subprocess.run(
-        argv(settings, host, ["python3", "-", *script_args]),
-        input=source,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
+    """`ssh HOST python3 ... ARGS`: the host code as a stdlib script (see host_command)."""
+    remote, source = host_command(script_args)
+    return subprocess.run(argv(settings, host, remote), input=source, capture_output=True, timeout=timeout, check=False)
 
 
 def _query_one(settings: Settings, host: Host, name: str | None) -> HostReply:

@@ -112,7 +112,7 @@ def up(name: str, state_dir: Path) -> dict:
             ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
         ]
     )
-    podman.podman("cp", "-", f"{name}:/", input=files)
+    podman.podman("cp", "--archive=false", "-", f"{name}:/", input=files)  # keep the tar's owners
     podman.podman("start", name)
     _wait_ssh(port)
     state = {
