@@ -60,3 +60,12 @@ def test_doctor_passes_on_a_healthy_sandbox(env):
     result = orch("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sandbox-1" in result.stdout
+
+
+def test_configure_again_changes_nothing(env):
+    # `orch sandbox up` configured the host once; a second run through the CLI must find nothing to do.
+    result = orch("configure", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("sandbox-1"))
+    ok, changed, failed, unreachable = (int(v) for v in row[1:5])
+    assert ok > 10 and (changed, failed, unreachable) == (0, 0, 0), row
