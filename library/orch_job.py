@@ -1141,7 +1141,9 @@ def start_job(p, tmux_bin, check_mode):
         lib = install_self()
         ensure_dir(logs_dir(name))
         ensure_dir(orch_dir("run"), 0o700)
-        os.chmod(orch_dir(), 0o700)
+        # The spec (environment, secrets) passes through run/: private to the job user, whatever the umask.
+        # ~/.orch itself keeps the mode the orch_base role gives it.
+        os.chmod(orch_dir("run"), 0o700)
         sfile = spec_file(name)
         import uuid
 

@@ -307,30 +307,34 @@ def status_replies(monkeypatch, by_port, calls=None):
     monkeypatch.setattr(agent, "ensure", lambda settings: "")
 
 
-SAMPLE = {
-    2201: [
-        record("vma-scrape", "RUNNING", iso(timedelta(hours=2, minutes=5)), memory_current=int(5.8 * 1024**3)),
-        record(
-            "lros-train",
-            "FAILED",
-            iso(timedelta(hours=3)),
-            ended=iso(timedelta(hours=1)),
-            exit_code=3,
-            memory_peak=7 * 1024**3,
-        ),
-        record("ancient", "SUCCEEDED", iso(timedelta(days=9)), ended=iso(timedelta(days=8)), exit_code=0),
-    ],
-    2202: [
-        record("coupon-backfill", "RUNNING", iso(timedelta(minutes=30)), memory_current=3 * 1024**3 + 300 * 1024**2),
-        record("stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal=15),
-    ],
-}
+def sample() -> dict:
+    """Query replies by ssh port, with times relative to now (built per test: collection may be minutes earlier)."""
+    return {
+        2201: [
+            record("vma-scrape", "RUNNING", iso(timedelta(hours=2, minutes=5)), memory_current=int(5.8 * 1024**3)),
+            record(
+                "lros-train",
+                "FAILED",
+                iso(timedelta(hours=3)),
+                ended=iso(timedelta(hours=1)),
+                exit_code=3,
+                memory_peak=7 * 1024**3,
+            ),
+            record("ancient", "SUCCEEDED", iso(timedelta(days=9)), ended=iso(timedelta(days=8)), exit_code=0),
+        ],
+        2202: [
+            record(
+                "coupon-backfill", "RUNNING", iso(timedelta(minutes=30)), memory_current=3 * 1024**3 + 300 * 1024**2
+            ),
+            record("stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal=15),
+        ],
+    }
 
 
 def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
     calls = []
-    status_replies(monkeypatch, SAMPLE, calls)
+    status_replies(monkeypatch, sample(), calls)
     code, out, err = run_main(capsys, ["status"])
     assert code == 0, err
     assert sorted(calls) == [("f-1", ["query"]), ("f-2", ["query"])]
@@ -347,7 +351,7 @@ def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeyp
 
 def test_status_all_and_json(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
-    status_replies(monkeypatch, SAMPLE)
+    status_replies(monkeypatch, sample())
     code, out, _ = run_main(capsys, ["status", "--all"])
     assert code == 0 and "ancient" in out
     code, out, _ = run_main(capsys, ["status", "--json"])
@@ -363,7 +367,7 @@ def test_status_all_and_json(home, remote, capsys, monkeypatch):
 def test_status_of_one_job_and_unknown_job(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201)])
     calls = []
-    status_replies(monkeypatch, {2201: SAMPLE[2201][:1]}, calls)
+    status_replies(monkeypatch, {2201: sample()[2201][:1]}, calls)
     code, out, _ = run_main(capsys, ["status", "vma-scrape"])
     assert code == 0 and "vma-scrape" in out
     assert calls == [("f-1", ["query", "vma-scrape"])]
@@ -380,7 +384,7 @@ def test_status_of_one_job_and_unknown_job(home, remote, capsys, monkeypatch):
 
 def test_status_with_an_unreachable_host_still_shows_the_others(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
-    replies = {2201: SAMPLE[2201], 2202: (255, b"ssh: connect to host 127.0.0.1 port 2202: Connection refused\n")}
+    replies = {2201: sample()[2201], 2202: (255, b"ssh: connect to host 127.0.0.1 port 2202: Connection refused\n")}
     status_replies(monkeypatch, replies)
     code, out, err = run_main(capsys, ["status"])
     assert code == ExitCode.UNREACHABLE
@@ -558,7 +562,7 @@ def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
 
 def test_attach_to_a_finished_job_is_refused(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201)])
-    status_replies(monkeypatch, {2201: SAMPLE[2201]})
+    status_replies(monkeypatch, {2201: sample()[2201]})
     code, _, err = run_main(capsys, ["attach", "lros-train"])
     assert code == ExitCode.USAGE and "has finished (FAILED)" in err and "orch logs lros-train" in err
     assert_one_line_error(err)
@@ -566,7 +570,7 @@ def test_attach_to_a_finished_job_is_refused(home, remote, capsys, monkeypatch):
 
 def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
-    status_replies(monkeypatch, SAMPLE)
+    status_replies(monkeypatch, sample())
     calls = []
 
     def run_playbook(settings, name, extravars, limit=None, on_event=None):

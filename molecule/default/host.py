@@ -13,16 +13,12 @@ of the scenario's own (STATE_DIR/agent.sock).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tarfile
-import time
 from pathlib import Path
 
 from orch_wrapper.errors import OrchError
@@ -32,23 +28,6 @@ LABEL = "orch-molecule"
 STATE_FILE = "orch-molecule.json"
 AGENT_SOCKET = "agent.sock"
 AGENT_PID = "agent.pid"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, uid, mode in files:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, mode
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _start_agent(state_dir: Path) -> str:
@@ -81,40 +60,16 @@ def _stop_agent(state_dir: Path) -> None:
     (state_dir / AGENT_SOCKET).unlink(missing_ok=True)
 
 
-def _wait_ssh(port: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise OrchError(f"the molecule host's sshd did not answer on port {port}", hint="see `podman logs`")
-
-
 def up(name: str, state_dir: Path) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     endpoint = moto_server.start(state_dir)
     public_key = _start_agent(state_dir)
     tag = image.build(say=lambda msg: print(msg, file=sys.stderr))
-    port = _free_port()
+    port = podman.free_port()
     if podman.podman("container", "exists", name, check=False).returncode == 0:
         podman.podman("rm", "-f", "-t", "5", name)
-    podman.podman(
-        "create", "--pull=never", "--name", name, "--hostname", name, "--label", LABEL,
-        *podman.SYSTEMD_HOST_ARGS, tag, "/sbin/init",
-    )  # fmt: skip
-    files = _tar(
-        [
-            ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),
-            ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
-        ]
-    )
-    podman.podman("cp", "--archive=false", "-", f"{name}:/", input=files)  # keep the tar's owners
-    podman.podman("start", name)
-    _wait_ssh(port)
+    podman.start_host(name, tag, LABEL, port, public_key)
+    podman.wait_ssh(port)
     state = {
         "container": name,
         "image": tag,

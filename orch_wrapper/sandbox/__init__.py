@@ -8,19 +8,15 @@ configure playbook over SSH and ends with a ping through the inventory. `down` r
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
-import socket
 import subprocess
-import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ExitCode, OrchError
-from . import image, moto_server, podman
+from . import moto_server, podman
 
 FLEET = "sandbox"
 LABEL = "orch-sandbox"
@@ -41,12 +37,6 @@ def environment(home: Path) -> dict[str, str] | None:
     """The environment that points orch at the running sandbox, or None when it is down."""
     path = state_dir(home) / "env.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _instances(ec2) -> list[dict]:
@@ -70,58 +60,6 @@ def container_name(home: Path, host: str) -> str:
     return f"orch-{sandbox_id(home)}-{host}"
 
 
-def _start_host(home: Path, tag: str, name: str, port: int, public_key: str, host_env: dict[str, str]) -> str:
-    container = container_name(home, name)
-    podman.podman(
-        "create",
-        "--pull=never",
-        "--name",
-        container,
-        "--hostname",
-        name,
-        "--add-host",
-        f"{name}:127.0.0.1",
-        "--label",
-        f"{LABEL}={sandbox_id(home)}",
-        *podman.SYSTEMD_HOST_ARGS,
-        tag,
-        "/sbin/init",
-    )
-    # One tar stream into the stopped container: the files arrive with their owners and modes, before sshd starts.
-    files = [
-        ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),
-        ("etc/environment", "".join(f"{k}={v}\n" for k, v in host_env.items()), 0, 0o644),
-        ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
-    ]
-    podman.podman("cp", "--archive=false", "-", f"{container}:/", input=_tar(files))
-    podman.podman("start", container)
-    return container
-
-
-def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, uid, mode in files:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, mode
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _wait_ssh(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise OrchError(f"a sandbox host's sshd did not answer on port {port}", hint="see `podman logs`, then retry")
-
-
 def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
     """Bring the sandbox up; return the environment that points orch at it."""
     from .. import agent, config, fleet, runner
@@ -134,7 +72,12 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
     if hosts < 1 or hosts > 20:
         raise OrchError(f"--hosts {hosts} is out of range", hint="use 1 to 20", exit_code=ExitCode.USAGE)
     state.mkdir(parents=True, exist_ok=True)
+    # The playbooks and boto3 read AWS settings from the environment: point it at moto while `up` runs, and leave
+    # the caller's environment as it was (later orch commands find the sandbox through env.json).
+    saved_environ = dict(os.environ)
     try:
+        from . import image  # not at the top: `python3 -m orch_wrapper.sandbox.image` runs it as __main__
+
         tag = image.build(say=say)
         say("starting moto (AWS on 127.0.0.1)")
         endpoint = moto_server.start(state)
@@ -160,9 +103,13 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         ports = []
         for instance in _instances(ec2):
             name = {t["Key"]: t["Value"] for t in instance["Tags"]}["Name"]
-            port = _free_port()
+            port = podman.free_port()
             say(f"starting host {name} (container {container_name(settings.home, name)}, ssh 127.0.0.1:{port})")
-            _start_host(settings.home, tag, name, port, public_key, host_env)
+            environment_file = "".join(f"{k}={v}\n" for k, v in host_env.items())
+            podman.start_host(
+                container_name(settings.home, name), tag, f"{LABEL}={sandbox_id(settings.home)}", port, public_key,
+                [("etc/environment", environment_file, 0, 0o644)],
+            )  # fmt: skip
             ec2.create_tags(
                 Resources=[instance["InstanceId"]],
                 Tags=[{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": str(port)}],
@@ -170,7 +117,7 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
             ports.append(port)
             (state / "ports.json").write_text(json.dumps(ports))
         for port in ports:
-            _wait_ssh(port)
+            podman.wait_ssh(port)
         (state / "env.json").write_text(json.dumps(env))
         # The endpoint tags are new since provisioning cached the inventory: read it afresh (and cache that).
         fleet.load(settings, refresh=True)
@@ -183,6 +130,9 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         say("sandbox up failed: tearing down what it started")
         down(settings, quiet=True)
         raise
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[dict], None]:

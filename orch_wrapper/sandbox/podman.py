@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import socket
 import subprocess
+import tarfile
+import time
 from pathlib import Path
 
 from ..errors import OrchError
@@ -37,3 +41,54 @@ def podman(*args: str, check: bool = True, capture: bool = True, input: bytes | 
         err = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
         raise OrchError(f"podman {args[0]} failed: {err[-1] if err else 'exit ' + str(proc.returncode)}")
     return proc
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the host's sshd takes it: containers share the host network)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text, uid, mode in files:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def start_host(
+    name: str, tag: str, label: str, port: int, public_key: str, files: list[tuple[str, str, int, int]] = ()
+) -> None:
+    """Create and start a systemd host container: its sshd on PORT of loopback, PUBLIC_KEY authorised for ec2-user
+    (the image's login user, as on Amazon Linux), and FILES (path, text, uid, mode) in place before it boots."""
+    podman(
+        "create", "--pull=never", "--name", name, "--hostname", name, "--add-host", f"{name}:127.0.0.1",
+        "--label", label, *SYSTEMD_HOST_ARGS, tag, "/sbin/init",
+    )  # fmt: skip
+    files = [
+        ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),
+        ("home/ec2-user/.ssh/authorized_keys", public_key + "\n", 1000, 0o600),
+        *files,
+    ]
+    # One tar stream into the stopped container; --archive=false keeps the tar's owners (sshd insists on them).
+    podman("cp", "--archive=false", "-", f"{name}:/", input=_tar(files))
+    podman("start", name)
+
+
+def wait_ssh(port: int, timeout: float = 90) -> None:
+    """Until an sshd greets on 127.0.0.1:PORT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise OrchError(f"the host's sshd did not answer on 127.0.0.1:{port}", hint="see `podman logs`, then retry")
