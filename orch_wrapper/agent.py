@@ -75,7 +75,8 @@ def fetch_key(settings: Settings) -> bytes:
     import botocore.exceptions
 
     try:
-        client = boto3.client("ssm", region_name=settings.region, endpoint_url=settings.endpoint)
+        # A fresh session: boto3's default one caches the first credentials it found for the process's life.
+        client = boto3.session.Session().client("ssm", region_name=settings.region, endpoint_url=settings.endpoint)
         reply = client.get_parameter(Name=key_parameter(settings), WithDecryption=True)
     except botocore.exceptions.NoCredentialsError:
         raise no_credentials() from None

@@ -61,7 +61,8 @@ def check_credentials(settings: Settings) -> Check:
     import botocore.exceptions
 
     try:
-        sts = boto3.client("sts", region_name=settings.region, endpoint_url=settings.endpoint)
+        # A fresh session: boto3's default one caches the first credentials it found for the process's life.
+        sts = boto3.session.Session().client("sts", region_name=settings.region, endpoint_url=settings.endpoint)
         who = sts.get_caller_identity()
     except botocore.exceptions.NoCredentialsError:
         return Check(

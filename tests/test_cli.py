@@ -15,11 +15,10 @@ from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, un
 from orch_wrapper import agent, cli, config, fleet, jobs, runner, ssh, ui
 from orch_wrapper.errors import ExitCode
 
-NOW = datetime.now(timezone.utc)
-
 
 def iso(delta: timedelta) -> str:
-    return (NOW - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A timestamp DELTA before now (now, not at import: a long suite collects this file minutes before it runs)."""
+    return (datetime.now(timezone.utc) - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture

@@ -96,8 +96,9 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         ).check()
         import boto3  # noqa: PLC0415
 
-        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=settings.region)
-        ssm = boto3.client("ssm", endpoint_url=endpoint, region_name=settings.region)
+        aws = boto3.session.Session()  # a session of our own: boto3's default one keeps the first credentials
+        ec2 = aws.client("ec2", endpoint_url=endpoint, region_name=settings.region)
+        ssm = aws.client("ssm", endpoint_url=endpoint, region_name=settings.region)
         public_key = _public_key(ssm, FLEET)
         host_env = {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": settings.region}
         ports = []
@@ -108,7 +109,7 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
             environment_file = "".join(f"{k}={v}\n" for k, v in host_env.items())
             podman.start_host(
                 container_name(settings.home, name), tag, f"{LABEL}={sandbox_id(settings.home)}", port, public_key,
-                [("etc/environment", environment_file, 0, 0o644)],
+                [("etc/environment", environment_file, 0, 0o644)], hostname=name,
             )  # fmt: skip
             ec2.create_tags(
                 Resources=[instance["InstanceId"]],

@@ -62,12 +62,20 @@ def _tar(files: list[tuple[str, str, int, int]]) -> bytes:
 
 
 def start_host(
-    name: str, tag: str, label: str, port: int, public_key: str, files: list[tuple[str, str, int, int]] = ()
+    name: str,
+    tag: str,
+    label: str,
+    port: int,
+    public_key: str,
+    files: list[tuple[str, str, int, int]] = (),
+    hostname: str | None = None,
 ) -> None:
-    """Create and start a systemd host container: its sshd on PORT of loopback, PUBLIC_KEY authorised for ec2-user
-    (the image's login user, as on Amazon Linux), and FILES (path, text, uid, mode) in place before it boots."""
+    """Create and start a systemd host container NAME: its sshd on PORT of loopback, PUBLIC_KEY authorised for
+    ec2-user (the image's login user, as on Amazon Linux), and FILES (path, text, uid, mode) in place before it boots.
+    HOSTNAME (default NAME) is what the host calls itself."""
+    hostname = hostname or name
     podman(
-        "create", "--pull=never", "--name", name, "--hostname", name, "--add-host", f"{name}:127.0.0.1",
+        "create", "--pull=never", "--name", name, "--hostname", hostname, "--add-host", f"{hostname}:127.0.0.1",
         "--label", label, *SYSTEMD_HOST_ARGS, tag, "/sbin/init",
     )  # fmt: skip
     files = [
