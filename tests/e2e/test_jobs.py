@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import subprocess
+import sys
 import time
 
 import boto3
@@ -12,7 +13,7 @@ import pytest
 
 from orch_wrapper.cli import main
 
-from .conftest import host_sh, orch, status_json, wait_state
+from .conftest import ROOT, host_sh, orch, status_json, wait_state
 
 
 def hold(mb: int, name: str, then: str = "") -> str:
@@ -162,3 +163,28 @@ def test_rm_forgets_a_finished_job(env, capfd):
     wait_state(capfd, "short", {"SUCCEEDED"})
     assert main(["rm", "short", "--purge"]) == 0
     assert "short" not in status_json(capfd)
+
+
+def test_attach_opens_the_jobs_tmux_session_and_detaches(env, tmp_path):
+    """`orch attach` in a real terminal (a local tmux pane): the job's session shows, C-b d detaches cleanly."""
+    assert main(["run", "attachable", "while true; do echo attach-me-$((i+=1)); sleep 0.3; done"]) == 0
+    socket = str(tmp_path / "tmux.sock")
+    tmux = ["tmux", "-S", socket]
+    pane = f"{sys.executable} -m orch_wrapper attach attachable; echo attach-exit=$?; sleep 30"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "30", "-s", "t", pane], check=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        screen = ""
+        while "attach-me-" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+        assert "attach-me-" in screen, screen
+        assert "orch-attachable" in screen  # the remote tmux status line names the job's session
+        subprocess.run([*tmux, "send-keys", "-t", "t", "C-b", "d"], check=True)
+        while "attach-exit=" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+        assert "attach-exit=0" in screen, screen
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert main(["stop", "attachable"]) == 0
