@@ -164,14 +164,16 @@ class Bench:
         jobs = json.loads(self.orch("status", "--json").stdout)["jobs"]
         running = [j["name"] for j in jobs if j["state"] == "RUNNING"]
         say(f"  running jobs: {', '.join(running)}")
-        source = (ROOT / "library" / "orch_job.py").read_bytes()
+        from orch_wrapper.ssh import host_command
+
+        query, source = host_command(["query"])  # exactly what orch status runs on the host
         samples: dict[str, tuple[list[str], bytes | None]] = {
             "ssh host true": (self.ssh(host, ["true"]), None),
             "orch status": (self.orch_argv("status"), None),
             "python3 -c pass": ([sys.executable, "-c", "pass"], None),
             "orch --version (start-up and imports)": (self.orch_argv("--version"), None),
             "ssh host python3 -c pass": (self.ssh(host, ["python3", "-c", "pass"]), None),
-            "ssh host python3 - query (orch's host call)": (self.ssh(host, ["python3", "-", "query"]), source),
+            "ssh host: orch's host call (query)": (self.ssh(host, query), source),
             "orch status --json (no rich table)": (self.orch_argv("status", "--json"), None),
         }
         times: dict[str, list[float]] = {label: [] for label in samples}
@@ -214,14 +216,16 @@ class Bench:
         self.use_fleet(hosts)
         say(f"\n[2] orch status, fleet of {len(hosts)} hosts, warm (jobs on {hosts[0].name})")
         self.orch("status")  # masters to every host
-        source = (ROOT / "library" / "orch_job.py").read_bytes()
+        from orch_wrapper.ssh import host_command
+
+        query, source = host_command(["query"])
         status: list[float] = []
         floors: dict[str, list[float]] = {}
         for _ in range(self.runs):
             status.append(self.timed(self.orch_argv("status")))
             for label, remote, stdin in (
                 ("python3 -c pass", ["python3", "-c", "pass"], None),
-                ("python3 - query (orch's host call)", ["python3", "-", "query"], source),
+                ("orch's host call (query)", query, source),
             ):
                 floors.setdefault(f"{label}, 1 host", []).append(self.parallel(hosts[:1], remote, stdin))
                 floors.setdefault(f"{label}, {len(hosts)} hosts", []).append(self.parallel(hosts, remote, stdin))
