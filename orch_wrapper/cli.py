@@ -18,15 +18,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def version() -> str:
-    # The package's metadata, not orch_wrapper.__version__: an editable install made before __init__.py existed
-    # maps orch_wrapper as a namespace package, whose __init__ never runs.
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    from . import __version__
 
-    try:
-        return dist_version("orch")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
 class _VersionAction(argparse.Action):
