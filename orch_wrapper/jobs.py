@@ -138,6 +138,7 @@ class Job:
     signal: int | None = None
     memory: int | None = None  # bytes now (running) or at peak (finished)
     memory_max: str | int | None = None
+    memory_cap: str | None = None  # "none", "enforced", or "not enforced: why" (as the host found it)
     command: str = ""
     cwd: str = ""
     tmux_session: str = ""
@@ -159,6 +160,7 @@ class Job:
             signal=record.get("signal"),
             memory=int(memory) if isinstance(memory, (int, float)) else None,
             memory_max=record.get("memory_max"),
+            memory_cap=record.get("memory_cap"),
             command=str(record.get("command") or ""),
             cwd=str(record.get("cwd") or ""),
             tmux_session=str(record.get("tmux_session") or ""),

@@ -82,8 +82,17 @@ def job_row(job: Job, now: datetime) -> list[str]:
         exit_text = f"sig {job.signal}"
     else:
         exit_text = "-"
-    when = local_time(started)
-    return [job.name, job.host, job.state, when, human_duration(elapsed), human_size(job.memory), exit_text]
+    return [job.name, job.host, job.state, local_time(started), human_duration(elapsed), memory_text(job), exit_text]
+
+
+def memory_text(job: Job) -> str:
+    """The job's memory; with a cap, the cap beside it, and a cap the host could not enforce said as such."""
+    used = human_size(job.memory)
+    if not isinstance(job.memory_max, int):
+        return used
+    if job.memory_cap == "enforced":
+        return f"{used}/{human_size(job.memory_max)}"
+    return f"{used} (uncapped)"
 
 
 def jobs_table(jobs: Iterable[Job], now: datetime) -> Any:

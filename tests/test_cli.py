@@ -348,6 +348,32 @@ def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeyp
     assert rows["stopped-one"][-2:] == ["sig", "15"]
 
 
+@pytest.mark.parametrize(
+    ("memory_max", "memory_cap", "shown"),
+    [
+        (None, "none", "5.8G"),
+        (8 * 1024**3, "enforced", "5.8G/8.0G"),
+        (8 * 1024**3, "not enforced: cgroup v1 host, user scopes cannot hold a memory cap", "5.8G (uncapped)"),
+    ],
+    ids=["no-cap", "cap-enforced", "cap-not-enforced"],
+)
+def test_status_shows_a_memory_cap_only_when_the_host_enforces_it(
+    home, remote, capsys, monkeypatch, memory_max, memory_cap, shown
+):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    job = record(
+        "big", "RUNNING", iso(timedelta(minutes=5)), memory_current=int(5.8 * 1024**3),
+        memory_max=memory_max, memory_cap=memory_cap,
+    )  # fmt: skip
+    status_replies(monkeypatch, {2201: [job]})
+    code, out, _ = run_main(capsys, ["status"])
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("big"))
+    assert row.rstrip().endswith(f"{shown}     -") or f" {shown} " in row, row
+    code, out, _ = run_main(capsys, ["status", "--json"])
+    assert json.loads(out)["jobs"][0]["memory_cap"] == memory_cap
+
+
 def test_status_all_and_json(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
     status_replies(monkeypatch, sample())
