@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from . import fleet, ui
 from .config import Settings
-from .errors import ExitCode, OrchError
+from .errors import ExitCode
 
 
 def hosts(settings: Settings, as_json: bool = False, refresh: bool = False) -> int:
@@ -39,29 +39,21 @@ def configure(settings: Settings, host: str | None = None) -> int:
 def sandbox(settings: Settings, action: str, hosts: int = 1) -> int:
     from . import sandbox as box
 
-    if not all(hasattr(box, verb) for verb in ("up", "down", "status")):
-        raise OrchError("the sandbox is not part of this build", hint="reinstall orch", exit_code=ExitCode.CONFIG)
     if action == "up":
-        fleet.invalidate(settings)
         env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True), hosts=hosts)
-        fleet.invalidate(settings)
         endpoint = (env or {}).get("AWS_ENDPOINT_URL", "")
         print(f"sandbox is up: AWS at {endpoint}, fleet {(env or {}).get('ORCH_FLEET', settings.fleet)}")
         print('next: orch hosts; orch run NAME "CMD"; orch status')
         return ExitCode.OK
     if action == "down":
         box.down(settings)
-        fleet.invalidate(settings)
         print("sandbox is down")
         return ExitCode.OK
     report = box.status(settings)
-    if isinstance(report, dict) and "up" in report:
-        if not report["up"]:
-            print("sandbox is down (`orch sandbox up` starts it)")
-            return ExitCode.NOT_FOUND
-        print(f"sandbox is up: AWS at {report.get('endpoint')}")
-        for name in report.get("containers") or []:
-            print(f"  host container {name}")
-        return ExitCode.OK
-    print(json.dumps(report, indent=2, default=str))
+    if not report["up"]:
+        print("sandbox is down (`orch sandbox up` starts it)")
+        return ExitCode.NOT_FOUND
+    print(f"sandbox is up: AWS at {report['endpoint']}")
+    for name in report["containers"]:
+        print(f"  host container {name}")
     return ExitCode.OK

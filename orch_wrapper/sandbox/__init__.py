@@ -1,8 +1,9 @@
 """The sandbox: AWS as a moto server on 127.0.0.1 and EC2 hosts as podman containers, driven by the real playbooks.
 
 `up` runs the real provisioning playbook against moto, starts one systemd container per instance it created,
-records each container's SSH endpoint on its instance (tags the dynamic inventory composes from), runs the real
-configure playbook over SSH and ends with a ping through the inventory. `down` removes all of it.
+records each container's SSH endpoint on its instance (tags the dynamic inventory composes from) and runs the real
+configure playbook over SSH through that inventory: every host has answered Ansible when `up` returns.
+`down` removes all of it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import agent, config, fleet, runner
 from ..errors import ExitCode, OrchError
 from . import moto_server, podman
 
@@ -62,7 +64,6 @@ def container_name(home: Path, host: str) -> str:
 
 def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
     """Bring the sandbox up; return the environment that points orch at it."""
-    from .. import agent, config, fleet, runner
 
     state = state_dir(settings.home)
     if (state / "env.json").exists():
@@ -146,13 +147,6 @@ def _progress(say: Callable[[str], None]) -> Callable[[dict], None]:
     return on_event
 
 
-def _forget_caches(settings) -> None:
-    """The fleet cache describes the previous sandbox (or AWS); the inventory's cache is keyed by endpoint."""
-    from .. import fleet
-
-    fleet.invalidate(settings)
-
-
 def _ports(state: Path) -> list[int]:
     try:
         return [int(p) for p in json.loads((state / "ports.json").read_text())]
@@ -178,15 +172,13 @@ def down(settings, quiet: bool = False) -> bool:
         podman.podman("rm", "-f", "-t", "0", *names)
     moto_server.stop(state)
     shutil.rmtree(state, ignore_errors=True)
-    _forget_caches(settings)
+    fleet.invalidate(settings)  # the fleet cache describes hosts that are gone
     _stop_ssh_helpers(settings, ports)
     return True
 
 
 def _stop_ssh_helpers(settings, ports: list[int]) -> None:
     """SSH control masters, known host keys and orch's agent belong to hosts that no longer exist."""
-    from .. import agent
-
     for sock in sorted(settings.control_dir.glob("*")) if settings.control_dir.is_dir() else []:
         subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True, check=False)
         sock.unlink(missing_ok=True)
