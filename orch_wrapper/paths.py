@@ -34,8 +34,3 @@ def playbook(name: str) -> Path:
     if not path.is_file():
         raise OrchError(f"playbook {path.name} is missing from {path.parent}", exit_code=ExitCode.CONFIG)
     return path
-
-
-def host_code() -> Path:
-    """library/orch_job.py: the Ansible module that is also the stdlib script the read paths send over ssh."""
-    return project() / "library" / "orch_job.py"

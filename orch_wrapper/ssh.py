@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import shlex
 import subprocess
@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from . import paths
+from orch_host import bundle
+from orch_host.contract import EXIT_UNKNOWN_JOB
+
 from .config import Settings
 from .errors import ExitCode, OrchError
 from .fleet import Host
 
-UNKNOWN_JOB = 2  # orch_job.py's exit status for `query NAME` / `follow NAME` of a job the host does not have
+UNKNOWN_JOB = EXIT_UNKNOWN_JOB  # the host's exit status for `query NAME` / `follow NAME` of a job it does not have
 QUERY_TIMEOUT = 30  # seconds for one host's query, connection included
 _SUN_PATH_MAX = 104  # the smallest unix socket path limit (macOS); ssh adds a 17-character suffix while binding
 
@@ -84,24 +86,18 @@ class HostReply:
     error: str | None  # why there is no data
 
 
-# The host keeps library/orch_job.py under its hash in ~/.orch/lib (the module installs it there too) and imports
-# it from there, so its bytecode is cached; only a host without that copy reads the source orch sends on stdin.
-_BOOTSTRAP = """import os, sys
-d = os.path.expanduser("~/.orch/lib"); m = "orch_job_%s"; p = os.path.join(d, m + ".py")
-if not os.path.exists(p):
-    os.makedirs(d, exist_ok=True); t = "%%s.%%d" %% (p, os.getpid())
-    with open(t, "wb") as f: f.write(sys.stdin.buffer.read())
-    os.replace(t, p)
-sys.path.insert(0, d); sys.argv[0] = p
-__import__(m).main()
-"""
+@functools.lru_cache(maxsize=1)
+def _host_package() -> dict[str, str]:
+    return bundle.sources()
 
 
 def host_command(script_args: Sequence[str]) -> tuple[list[str], bytes]:
-    """The remote argv that runs the host code with SCRIPT_ARGS, and the bytes to send on its stdin."""
-    source = paths.host_code().read_bytes()
-    boot = _BOOTSTRAP % hashlib.sha256(source).hexdigest()[:16]
-    return ["python3", "-c", boot, *script_args], source
+    """The remote argv that runs the host package's script with SCRIPT_ARGS, and the bytes to send on its stdin.
+
+    The host imports its installed copy (~/.orch/lib/<hash>/, bytecode cached; the module installs the same one)
+    and reads the package's files from stdin only when that copy is missing.
+    """
+    return bundle.read_path_command(list(script_args), _host_package())
 
 
 def run_host_code(

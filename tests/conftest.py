@@ -38,6 +38,7 @@ def aws_environ(endpoint: str, home: Path, **extra: str) -> dict[str, str]:
         AWS_EC2_METADATA_DISABLED="true",
         # The project's modules, whatever ansible.cfg the working directory has.
         ANSIBLE_LIBRARY=str(ROOT / "library"),
+        ANSIBLE_MODULE_UTILS=str(ROOT / "module_utils"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
     )

@@ -1,4 +1,5 @@
-"""Fixtures for the host side of jobs: library/orch_job.py against a real tmux, in a throwaway $HOME.
+"""Fixtures for the host side of jobs: library/orch_job.py and its host package against a real tmux, in a throwaway
+$HOME.
 
 Every test gets its own HOME (under tmp_path) and its own tmux server (TMUX_TMPDIR in a short temp dir: the
 socket path must stay under 108 bytes). Teardown kills what the jobs left: their process groups, the tmux
@@ -19,10 +20,22 @@ import time
 from pathlib import Path
 
 import pytest
+from orch_host import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "library" / "orch_job.py"
-SOURCE = MODULE.read_bytes()
+RUN_MODULE = Path(__file__).resolve().parent / "run_module.py"
+
+
+def module_argv(args_file: Path) -> list[str]:
+    """The module run from an args file, as Ansible runs it, with orch_host importable as Ansible ships it."""
+    return [sys.executable, str(RUN_MODULE), str(MODULE), str(args_file)]
+
+
+def script_argv(*argv: str) -> tuple[list[str], bytes]:
+    """The host package's script as the CLI's read paths run it over ssh: (argv, stdin)."""
+    remote, payload = bundle.read_path_command(list(argv))
+    return [sys.executable, *remote[1:]], payload
 
 
 def proc_alive(pid: int) -> bool:
@@ -34,9 +47,11 @@ def proc_alive(pid: int) -> bool:
 
 
 class JobHost:
-    """A job host in a temp HOME: runs the module as Ansible does (args file) and the script verbs over stdin."""
+    """A job host in a temp HOME: runs the module as Ansible does (args file) and the script verbs as the read paths
+    do (the bootstrap, with the package's files on stdin)."""
 
     alive = staticmethod(proc_alive)
+    module_argv = staticmethod(module_argv)
 
     def __init__(self, root: Path, tmux_dir: str):
         self.root = root
@@ -60,7 +75,7 @@ class JobHost:
     def module(self, check_mode: bool = False, proc_env: dict | None = None, **args) -> dict:
         path = self.module_args_file(check_mode, **args)
         proc = subprocess.run(
-            [sys.executable, str(MODULE), str(path)],
+            module_argv(path),
             env={**self.env, **(proc_env or {})},
             capture_output=True,
             text=True,
@@ -80,7 +95,7 @@ class JobHost:
     def module_async(self, **args) -> subprocess.Popen:
         path = self.module_args_file(**args)
         return subprocess.Popen(
-            [sys.executable, str(MODULE), str(path)],
+            module_argv(path),
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -94,9 +109,10 @@ class JobHost:
 
     # --- the script, sent on stdin as the CLI's read paths do over ssh --------------------------------------
     def script(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd, payload = script_argv(*argv)
         return subprocess.run(
-            [sys.executable, "-", *argv],
-            input=SOURCE,
+            cmd,
+            input=payload,
             env=self.env,
             capture_output=True,
             timeout=timeout,
@@ -104,14 +120,10 @@ class JobHost:
         )
 
     def follow_async(self, name: str, *argv: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-", "follow", name, *argv],
-            env=self.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        proc.stdin.write(SOURCE)
+        cmd, payload = script_argv("follow", name, *argv)
+        pipe = subprocess.PIPE
+        proc = subprocess.Popen(cmd, env=self.env, stdin=pipe, stdout=pipe, stderr=pipe)
+        proc.stdin.write(payload)
         proc.stdin.close()
         proc.stdin = None  # communicate() must not touch it again
         return proc

@@ -1,4 +1,5 @@
-"""library/orch_job.py against a real tmux: the module's states, the supervisor's records, the script verbs."""
+"""library/orch_job.py and its host package against a real tmux: the module's states, the supervisor's records, the
+script verbs."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from orch_host import bundle
 
-MODULE = Path(__file__).resolve().parents[2] / "library" / "orch_job.py"
-SOURCE = MODULE.read_bytes()
+REPO = Path(__file__).resolve().parents[2]
 
 # What ARCHITECTURE.md promises every job.json holds.
 RECORD_KEYS = {
@@ -384,7 +385,7 @@ def test_secrets_reach_the_job_environment_only(jobhost, moto_ssm):
     )
     path = jobhost.module_args_file(name="secret", state="started", command=command, secrets=secrets)
     proc = subprocess.run(
-        [sys.executable, str(MODULE), str(path)],
+        jobhost.module_argv(path),
         env={**jobhost.env, **moto_ssm},
         capture_output=True,
         text=True,
@@ -440,7 +441,7 @@ def test_memory_figures_are_plausible(jobhost):
 # --- through Ansible ---------------------------------------------------------------------------------------
 
 
-def test_through_ansible_the_module_installs_its_own_source(jobhost):
+def test_through_ansible_the_module_installs_its_host_package(jobhost):
     env = {
         **jobhost.env,
         "ANSIBLE_LOCALHOST_WARNING": "false",
@@ -451,8 +452,8 @@ def test_through_ansible_the_module_installs_its_own_source(jobhost):
     }
     args = json.dumps({"name": "viaansible", "state": "started", "command": "echo via-ansible; exit 3"})
     proc = subprocess.run(
-        ["ansible", "localhost", "-c", "local", "-M", str(MODULE.parent), "-m", "orch_job", "-a", args],
-        env=env,
+        ["ansible", "localhost", "-c", "local", "-M", str(REPO / "library"), "-m", "orch_job", "-a", args],
+        env={**env, "ANSIBLE_MODULE_UTILS": str(REPO / "module_utils")},
         cwd=jobhost.root,
         capture_output=True,
         text=True,
@@ -461,7 +462,10 @@ def test_through_ansible_the_module_installs_its_own_source(jobhost):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CHANGED" in proc.stdout
-    libs = list((jobhost.home / ".orch/lib").glob("orch_job_*.py"))
-    assert len(libs) == 1 and libs[0].read_bytes() == SOURCE
+    # The copy Ansible's payload installed is the package as the laptop ships it: same files, same hash.
+    files = bundle.sources()
+    (lib,) = (jobhost.home / ".orch/lib").iterdir()
+    assert lib.name == bundle.digest(files)
+    assert {p.name: p.read_text() for p in (lib / "orch_host").glob("*.py")} == files
     assert jobhost.script("follow", "viaansible").returncode == 3
     assert "via-ansible" in jobhost.log("viaansible")

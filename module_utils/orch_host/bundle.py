@@ -1,0 +1,86 @@
+"""Shipping this package to the host: its files and their content hash, the installed copy under ~/.orch/lib,
+the argv that runs it, and the bootstrap the CLI's read paths send over ssh.
+
+The Ansible module installs the package at ~/.orch/lib/<hash>/orch_host/ (the supervisors run from there); the
+read paths import that same copy, bytecode cached, and send the files on stdin only for a host that lacks it.
+"""
+
+import hashlib
+import os
+import pkgutil
+
+PACKAGE = "orch_host"
+# Runs the installed copy: python3 -c ENTRY LIBDIR VERB ARGS...
+ENTRY = "import sys; sys.path.insert(0, sys.argv[1]); from orch_host.script import main; sys.exit(main(sys.argv[2:]))"
+
+
+def sources():
+    """{file name: source} of every module of this package, read through its loader (a zip under AnsiballZ)."""
+    # Naming each module here is also what makes Ansible's module finder ship them all with the module.
+    from . import bundle, contract, control, follow, memory, procs, records, script, supervisor
+
+    package = __name__.rpartition(".")[0]  # orch_host, or ansible.module_utils.orch_host under Ansible
+    modules = (bundle, contract, control, follow, memory, procs, records, script, supervisor)
+    names = ["__init__.py"] + [m.__name__.rpartition(".")[2] + ".py" for m in modules]
+    return {name: pkgutil.get_data(package, name).decode() for name in sorted(names)}
+
+
+def digest(files):
+    """16 hex digits of SHA-256 over the files' names and sources: the name of the installed copy."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def lib_root():
+    return os.path.join(os.path.expanduser("~"), ".orch", "lib")
+
+
+def install(files):
+    """Install FILES as ~/.orch/lib/<digest>/orch_host/ unless that copy exists; return the copy's folder."""
+    target = os.path.join(lib_root(), digest(files))
+    if os.path.isdir(target):
+        return target
+    tmp = f"{target}.tmp.{os.getpid()}"
+    os.makedirs(os.path.join(tmp, PACKAGE))
+    for name, source in files.items():
+        with open(os.path.join(tmp, PACKAGE, os.path.basename(name)), "w") as f:
+            f.write(source)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another call installed it meanwhile
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def entry_argv(python, libdir, *args):
+    return [python, "-c", ENTRY, libdir, *args]
+
+
+# What the read paths run on the host (`python3 -c BOOTSTRAP VERB ARGS...`): the installed copy when it is there,
+# else the files from stdin (JSON, as sources() gives them) installed as install() does, then the same entry.
+_BOOTSTRAP = """import os, sys
+d = os.path.join(os.path.expanduser("~"), ".orch", "lib", "%s")
+if not os.path.isdir(d):
+    import json, shutil
+    files = json.loads(sys.stdin.buffer.read()); t = "%%s.tmp.%%d" %% (d, os.getpid())
+    os.makedirs(os.path.join(t, "orch_host"))
+    for n, s in files.items():
+        with open(os.path.join(t, "orch_host", os.path.basename(n)), "w") as f: f.write(s)
+    try: os.rename(t, d)
+    except OSError: shutil.rmtree(t, True)
+sys.path.insert(0, d)
+from orch_host.script import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def read_path_command(args, files=None):
+    """(remote argv, stdin bytes) that run this package's script with ARGS on a host, as the CLI sends them."""
+    import json
+
+    files = sources() if files is None else files
+    return ["python3", "-c", _BOOTSTRAP % digest(files), *args], json.dumps(files).encode()

@@ -1,0 +1,71 @@
+"""What the laptop and the host agree on. The laptop imports these; nothing here does I/O."""
+
+import json
+import re
+
+# A job name: also a directory under ~/logs and part of a tmux session name, so no '/', no '..', no shell syntax.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+NAME_RULE = "use 1-63 characters a-z 0-9 . _ -, starting with a letter or digit, no '..'"
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A memory size: a whole number of K, M, G or T (powers of 1024); B and iB suffixes are accepted.
+MEMORY_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
+MEMORY_RULE = "use a size like 512M or 8G"
+
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+OOM = "OOM"
+LOST = "LOST"
+QUEUED = "QUEUED"
+ACTIVE_STATES = (QUEUED, RUNNING)
+
+# Exit statuses of the host's `follow` (and so of `orch logs --follow`): the job's own code when it ended FAILED
+# with one, else by state. A job that itself exits 137 and a KILLED or OOM job both give 137: the state tells them
+# apart (`orch status`).
+EXIT_BY_STATE = {SUCCEEDED: 0, FAILED: 1, KILLED: 137, OOM: 137, LOST: 1}
+# `query NAME` and `follow NAME` of a job the host does not have, or of an invalid name.
+EXIT_UNKNOWN_JOB = 2
+
+
+class JobError(Exception):
+    """An expected failure on the host: one line a person can act on."""
+
+
+def is_valid_name(name):
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None and ".." not in name
+
+
+def check_name(name):
+    """NAME, or a JobError saying what a name may be."""
+    if not is_valid_name(name):
+        raise JobError(f"invalid job name {json.dumps(name, ensure_ascii=True)}: {NAME_RULE}")
+    return name
+
+
+def session_name(name):
+    """The tmux session of job NAME. tmux rewrites '.' and ':' in session names; ',' cannot occur in a name."""
+    return "orch-" + name.replace(".", ",")
+
+
+def memory_size(text):
+    """'8G' -> (8589934592, '8G'); raises ValueError for anything but a positive size."""
+    match = MEMORY_RE.fullmatch(str(text).strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(text)
+    unit = match.group(2).upper()
+    return int(match.group(1)) * 1024 ** "_KMGT".index(unit or "_"), match.group(1).lstrip("0") + unit
+
+
+# SSM Parameter Store: where a fleet keeps its secrets (SecureString). Hosts may read deploy keys and job secrets
+# (their IAM role allows exactly these prefixes); the fleet's SSH key is for the laptop only.
+def ssm_key_parameter(fleet):
+    return f"/orch/{fleet}/ssh/private-key"
+
+
+def ssm_deploy_key_prefix(fleet):
+    return f"/orch/{fleet}/deploy-keys/"
+
+
+def ssm_secrets_prefix(fleet):
+    return f"/orch/{fleet}/secrets/"

@@ -1,0 +1,258 @@
+"""Control: start, stop and remove jobs (the orch_job module's actions), each under the job name's lock."""
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+
+from . import bundle, records
+from .contract import ENV_NAME_RE, MEMORY_RULE, RUNNING, JobError, memory_size, session_name
+
+START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
+
+
+def parse_memory(text):
+    """memory_max in bytes, or None when not given."""
+    if text is None or text == "":
+        return None
+    try:
+        return memory_size(text)[0]
+    except ValueError:
+        raise JobError(f"invalid memory_max {json.dumps(text)}: {MEMORY_RULE}") from None
+
+
+class NameLock:
+    """An fcntl lock per job name under ~/.orch/locks/ (blocking: concurrent calls are serialised)."""
+
+    def __init__(self, name, check_mode=False):
+        self.name = name
+        self.check_mode = check_mode  # check mode only reads: no lock file is created
+
+    def __enter__(self):
+        self.fd = None
+        if self.check_mode:
+            return self
+        path = os.path.join(records.ensure_dir(records.orch_dir("locks")), self.name + ".lock")
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise JobError(f"job {self.name} is busy (another orch call holds its lock); try again") from None
+                time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def resolve_cwd(cwd):
+    """The job's absolute working directory: relative paths are under ~/work; it must exist."""
+    cwd = os.path.expanduser(cwd or "~/work")
+    if not os.path.isabs(cwd):
+        cwd = os.path.join(records.home(), "work", cwd)
+    cwd = os.path.normpath(cwd)
+    if not os.path.isdir(cwd):
+        raise JobError(f"working directory {cwd} does not exist on this host (clone the repo or pass another cwd)")
+    return cwd
+
+
+def fetch_secrets(secrets):
+    """VAR -> value from SSM Parameter Store, fetched here on the host. Errors never include values."""
+    if not secrets:
+        return {}
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise JobError("secrets need boto3 on the job host (install python3-boto3 there)") from None
+    try:
+        # AWS_REGION is what orch sets; older botocore reads only AWS_DEFAULT_REGION (None: boto3's own chain).
+        # Older botocore (Debian 12's) ignores AWS_ENDPOINT_URL too: pass it (unset on EC2: the regional endpoint).
+        client = boto3.client(
+            "ssm",
+            region_name=os.environ.get("AWS_REGION") or None,
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        )
+    except BotoCoreError as exc:
+        raise JobError(f"cannot reach SSM to read the job's secrets: {exc} (set AWS_REGION on the host)") from None
+    values = {}
+    for var, param in sorted(secrets.items()):
+        try:
+            values[var] = client.get_parameter(Name=param, WithDecryption=True)["Parameter"]["Value"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise JobError(f"cannot read secret {var} from SSM parameter {param}: {code}") from None
+        except BotoCoreError as exc:
+            raise JobError(f"cannot read secret {var} from SSM parameter {param}: {exc}") from None
+    return values
+
+
+def tmux(tmux_bin, *args):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # never steer another tmux server
+    return subprocess.run([tmux_bin, *args], env=env, capture_output=True, text=True, check=False)
+
+
+def start_job(p, tmux_bin, check_mode):
+    name = p["name"]
+    command = p["command"]
+    if not command or not command.strip():
+        raise JobError("the command is empty: give the command to run")
+    cwd = resolve_cwd(p["cwd"])
+    memory_max = parse_memory(p["memory_max"])
+    env = {}
+    for key, value in (p["env"] or {}).items():
+        if not ENV_NAME_RE.fullmatch(str(key)):
+            raise JobError(f"invalid environment variable name {json.dumps(str(key))}")
+        env[str(key)] = "" if value is None else str(value)
+    secrets = p["secrets"] or {}
+    for key in secrets:
+        if not ENV_NAME_RE.fullmatch(str(key)):
+            raise JobError(f"invalid secret variable name {json.dumps(str(key))}")
+    if p["grace"] < 0:
+        raise JobError("grace must be 0 or more seconds")
+    with NameLock(name, check_mode):
+        facts, current = records.query_jobs(name)
+        if current and current[0]["state"] == RUNNING:
+            raise JobError(
+                f"job {name} is already running on {facts.host} "
+                f"(stop it first with orch stop {name}, or pick another name)"
+            )
+        if check_mode:
+            return True, None, f"would start {name}"
+        values = fetch_secrets(secrets)
+        lib = bundle.install(bundle.sources())
+        records.ensure_dir(records.logs_dir(name))
+        records.ensure_dir(records.orch_dir("run"), 0o700)
+        # The spec (environment, secrets) passes through run/: private to the job user, whatever the umask.
+        # ~/.orch itself keeps the mode the orch_base role gives it.
+        os.chmod(records.orch_dir("run"), 0o700)
+        sfile = records.spec_file(name)
+        import uuid
+
+        run_id = uuid.uuid4().hex
+        session = session_name(name)
+        tmux(tmux_bin, "kill-session", "-t", "=" + session)  # a stale session of a finished or lost run
+        try:
+            try:
+                os.unlink(sfile)
+            except OSError:
+                pass
+            spec = {
+                "run_id": run_id,
+                "command": command,
+                "cwd": cwd,
+                "env": env,
+                "memory_max": memory_max,
+                "grace": p["grace"],
+                "secret_values": values,
+            }
+            fd = os.open(sfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(spec, f)
+            res = tmux(
+                tmux_bin, "new-session", "-d", "-s", session, "-c", cwd, "--",
+                *bundle.entry_argv(sys.executable, lib, "supervise", name),
+            )  # fmt: skip
+            if res.returncode != 0:
+                raise JobError(f"tmux could not start session {session}: {res.stderr.strip()}")
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                rec = records.read_record(name)
+                if rec and rec.get("run_id") == run_id:
+                    break
+                if time.monotonic() > deadline:
+                    raise JobError(f"the supervisor of {name} did not start; see {records.log_file(name)}")
+                time.sleep(0.02)
+        finally:
+            try:
+                os.unlink(sfile)
+            except OSError:
+                pass
+    jobs = records.query_jobs(name)[1]
+    return True, jobs[0], f"started {name} in tmux session {session}"
+
+
+def stop_job(p, check_mode):
+    name = p["name"]
+    with NameLock(name, check_mode):
+        current = records.query_jobs(name)[1]
+        if not current:
+            raise JobError(f"no job named {name} on this host (orch status lists the jobs)")
+        rec = current[0]
+        if rec["state"] != RUNNING:
+            return False, rec, "{} is not running ({})".format(name, rec["state"])
+        if check_mode:
+            return True, rec, f"would stop {name}"
+        records.ensure_dir(records.orch_dir("run"), 0o700)
+        with open(records.stop_file(name), "w") as f:
+            f.write(rec["run_id"])
+        for sig, wait in ((signal.SIGTERM, max(p["grace"], 0)), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(rec["pgid"], sig)
+            except OSError:
+                pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                jobs = records.query_jobs(name)[1]
+                if jobs and jobs[0]["state"] != RUNNING:
+                    return True, jobs[0], f"stopped {name}"
+                time.sleep(0.05)
+        raise JobError("job {} did not end after SIGKILL; check the host (ps -g {})".format(name, rec["pgid"]))
+
+
+def remove_job(p, tmux_bin, check_mode):
+    name = p["name"]
+    with NameLock(name, check_mode):
+        current = records.query_jobs(name)[1]
+        rec = current[0] if current else None
+        if rec and rec["state"] == RUNNING:
+            raise JobError(f"job {name} is running: stop it first (orch stop {name})")
+        has_logs = os.path.isdir(records.logs_dir(name))
+        changed = rec is not None or (p["purge_logs"] and has_logs)
+        if check_mode or not changed:
+            return changed, rec, ("would remove %s" if changed else "no job %s to remove") % name
+        tmux(tmux_bin, "kill-session", "-t", "=" + session_name(name))
+        if p["purge_logs"]:
+            import shutil
+
+            shutil.rmtree(records.logs_dir(name), ignore_errors=True)
+        else:
+            try:
+                os.unlink(records.job_file(name))
+            except FileNotFoundError:
+                pass
+        return True, rec, f"removed {name}"
+
+
+def query(name, facts):
+    """One job (NAME) or every job, as the module returns them."""
+    jobs = records.query_jobs(name)[1]
+    if name is None:
+        return dict(jobs=jobs, msg=f"{len(jobs)} jobs")
+    if not jobs:
+        raise JobError(f"no job named {name} on {facts.host} (orch status lists the jobs)")
+    return dict(job=jobs[0], msg="{} is {}".format(name, jobs[0]["state"]))
+
+
+def apply(params, tmux_bin, check_mode, facts):
+    """The orch_job module's work for its PARAMS: the result's keys (changed, job or jobs, msg)."""
+    state = params["state"]
+    if state == "query":
+        return query(params["name"], facts)
+    if state == "started":
+        changed, job, msg = start_job(params, tmux_bin, check_mode)
+    elif state == "stopped":
+        changed, job, msg = stop_job(params, check_mode)
+    else:
+        changed, job, msg = remove_job(params, tmux_bin, check_mode)
+    return dict(changed=changed, job=job, msg=msg)

@@ -1,0 +1,268 @@
+"""The supervisor: runs one job inside its tmux session, stays its parent, and writes its record.
+
+It starts the command in a new session and process group with its output straight into run.log, records the
+job in job.json (atomically), samples its memory, and on the job's end writes how it ended. When its tmux session
+goes away (SIGHUP) or it is told to end (SIGTERM), it terminates the job's group and records the job LOST.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+from . import memory, records
+from .contract import FAILED, KILLED, LOST, OOM, RUNNING, SUCCEEDED, JobError, check_name, session_name
+from .procs import signal_name, start_ticks
+
+TICK = 0.5  # exit detection is immediate (pidfd); the tick paces the pane view and sampling
+SAMPLE_EVERY = 2.0  # seconds between memory samples when no cgroup memory.peak exists
+PANE_CHUNK = 16384  # at most this many new log bytes shown in the tmux pane per tick
+
+
+class Hangup(Exception):
+    """The supervisor's tmux session went away (SIGHUP) or it was asked to end (SIGTERM)."""
+
+
+def _on_hangup(signum, frame):
+    raise Hangup(signal_name(signum))
+
+
+class PaneView:
+    """Shows the tail of the log in the tmux pane for `orch attach`; bounded so it never slows a chatty job."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = os.path.getsize(path) if os.path.exists(path) else 0
+        self.enabled = True
+
+    def show(self):
+        if not self.enabled:
+            return
+        try:
+            size = os.path.getsize(self.path)
+            if size < self.pos:
+                self.pos = 0
+            if size == self.pos:
+                return
+            out = sys.stdout.buffer
+            if size - self.pos > PANE_CHUNK:
+                out.write(b"\r\n[orch] ... %d bytes not shown here (see the log)\r\n" % (size - self.pos - PANE_CHUNK))
+                self.pos = size - PANE_CHUNK
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read(size - self.pos)
+            self.pos += len(data)
+            out.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+            out.flush()
+        except OSError:
+            self.enabled = False  # the pane is gone (hangup) or the log was removed
+
+
+def supervise(name):
+    check_name(name)
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _on_hangup)
+    sfile = records.spec_file(name)
+    try:
+        with open(sfile) as f:
+            spec = json.load(f)
+    except (OSError, ValueError):
+        raise JobError(f"no job spec for {name}: supervise is started by the orch_job module") from None
+    finally:
+        try:
+            os.unlink(sfile)  # the spec may hold secret values: gone as soon as it is read
+        except OSError:
+            pass
+    secrets = spec.pop("secret_values", {})
+    records.ensure_dir(records.logs_dir(name))
+    log_path = records.log_file(name)
+    facts = records.HostFacts()
+    memory_max = spec.get("memory_max")
+    unit = "orch-{}-{}.scope".format(name, spec["run_id"][:8])
+    scope_argv, cap_reason = memory.memory_cap_plan(memory_max, unit)
+    rec = {
+        "name": name,
+        "run_id": spec["run_id"],
+        "command": spec["command"],
+        "cwd": spec["cwd"],
+        "host": facts.host,
+        "state": RUNNING,
+        "started": records.now_iso(),
+        "ended": None,
+        "exit_code": None,
+        "signal": None,
+        "oom": False,
+        "memory_max": memory_max,
+        "memory_cap": "none" if memory_max is None else cap_reason,
+        "memory_peak": None,
+        "pid": None,
+        "pgid": None,
+        "tmux_session": session_name(name),
+        "cgroup": None,
+        "memory_cgroup": None,
+        "boot_id": facts.boot_id,
+        "init_start": facts.init_start,
+        "supervisor_pid": os.getpid(),
+        "supervisor_start": start_ticks(os.getpid()),
+        "lost_reason": None,
+        "secrets": sorted(secrets),
+        "log": log_path,
+    }
+    try:
+        os.unlink(records.stop_file(name))
+    except OSError:
+        pass
+    env = dict(os.environ)
+    env.update(spec.get("env") or {})
+    env.update(secrets)
+    env["ORCH_JOB"] = name
+    argv = ["bash", "-c", spec["command"]]
+    if scope_argv:
+        env.setdefault("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+        argv = scope_argv + argv
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
+    view = PaneView(log_path)
+    sys.stdout.write(f"[orch] job {name}: log {log_path} (Ctrl-b d detaches)\r\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    # ru_maxrss survives exec, so the child's figure counts this Python's size: only trust it above that
+    import resource
+
+    own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    pid = os.fork()
+    if pid == 0:  # the job: own session and process group, output straight into the log file
+        try:
+            os.setsid()
+            for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            os.chdir(spec["cwd"])
+            os.dup2(devnull, 0)
+            os.dup2(logfd, 1)
+            os.dup2(logfd, 2)
+            os.execvpe(argv[0], argv, env)
+        except BaseException as exc:  # noqa: B036 - the forked child must never return into Python
+            os.write(logfd, (f"[orch] cannot start the job: {exc}\n").encode())
+        os._exit(127)
+    os.close(devnull)
+    grace = int(spec.get("grace", 10))
+    del env, secrets
+    spec.clear()
+    rec.update(pid=pid, pgid=pid)
+    hangup = None
+    try:
+        if scope_argv:
+            for _attempt in range(300):  # systemd-run moves itself into the scope, then execs bash
+                mcg = memory.memory_cgroup_of(pid)
+                if mcg is None or unit in mcg:
+                    break
+                time.sleep(0.01)
+        rec["cgroup"] = memory.cgroup_of(pid)
+        if scope_argv:
+            mcg = memory.memory_cgroup_of(pid)
+            limit = memory.parse_int(memory.cg_read(mcg, memory.CG_LIMIT)) if mcg and unit in mcg else None
+            if limit is not None and abs(limit - memory_max) < 65536:  # v1 rounds to pages
+                rec.update(memory_cap="enforced", memory_cgroup=mcg)
+            else:
+                rec["memory_cap"] = "not enforced: the job's scope has no memory limit (controller not delegated)"
+        records.write_json_atomic(records.job_file(name), rec)
+        status, rusage, peak, ooms = wait_job(pid, rec, view)
+    except Hangup as exc:
+        hangup = str(exc)
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        status, rusage, peak, ooms = end_job(pid, grace)
+    rec["ended"] = records.now_iso()
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        rec["signal"] = signal_name(-code)
+    else:
+        rec["exit_code"] = code
+    reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
+    peaks = [p for p in (peak, reaped * 1024) if p]
+    rec["memory_peak"] = max(peaks) if peaks else None
+    stopped = (records.read_text(records.stop_file(name), "") or "").strip() == rec["run_id"]
+    oom = bool(ooms)
+    if not oom and rec["memory_cap"] == "enforced" and rec["signal"] == "SIGKILL" and not stopped:
+        # the scope may be gone already: systemd's verdict, else a SIGKILL at the cap is the OOM killer's
+        oom = memory.systemd_result(unit) == "oom-kill" or (rec["memory_peak"] or 0) >= memory_max * 0.9
+    rec["oom"] = oom
+    if hangup:
+        rec.update(
+            state=LOST,
+            lost_reason=f"the supervisor got {hangup} (tmux session closed or host shutting down); job terminated",
+        )
+    elif stopped:
+        rec["state"] = KILLED
+    elif oom:
+        rec["state"] = OOM
+    elif code == 0:
+        rec["state"] = SUCCEEDED
+    else:
+        rec["state"] = FAILED
+    ending = f"code {code}" if code >= 0 else f"signal {rec['signal']}"
+    os.write(logfd, ("[orch] job exited with {} ({})\n".format(ending, rec["state"])).encode())
+    os.close(logfd)
+    records.write_json_atomic(records.job_file(name), rec)
+    try:
+        os.unlink(records.stop_file(name))
+    except OSError:
+        pass
+    return 0
+
+
+def _wait_readable(fd, timeout):
+    if fd is None:
+        time.sleep(min(timeout, 0.05))
+    else:
+        import select
+
+        select.select([fd], [], [], timeout)
+
+
+def wait_job(pid, rec, view):
+    """Wait for the direct child; sample memory meanwhile. Returns (status, rusage, peak bytes, oom kills)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None  # older kernel or Python: poll instead
+    cgroup = rec["memory_cgroup"] if rec["memory_cap"] == "enforced" else None
+    base_ooms = memory.oom_kills(cgroup) if cgroup else None
+    peak, ooms = 0, 0
+    next_sample = time.monotonic() + 0.1  # an early sample, so short jobs get a figure too
+    try:
+        while True:
+            if cgroup:  # two small reads each wake-up, also right after the child ends (before systemd drops the scope)
+                peak = max(peak, memory.parse_int(memory.cg_read(cgroup, memory.CG_PEAK)) or 0)
+                count = memory.oom_kills(cgroup)
+                if count is not None and base_ooms is not None:
+                    ooms = max(ooms, count - base_ooms)
+            got, status, rusage = os.wait4(pid, os.WNOHANG)
+            if got == pid:
+                return status, rusage, peak, ooms
+            if not cgroup and time.monotonic() >= next_sample:
+                peak = max(peak, memory.session_peak(pid))
+                next_sample = time.monotonic() + SAMPLE_EVERY
+            view.show()
+            _wait_readable(pidfd, TICK)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def end_job(pid, grace):
+    """The session is going away: terminate the job's group, SIGKILL after GRACE seconds, reap the child."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            got, status, rusage = os.wait4(pid, os.WNOHANG)
+            if got == pid:
+                return status, rusage, 0, 0
+            time.sleep(0.05)
+    status, rusage = os.wait4(pid, 0)[1:]
+    return status, rusage, 0, 0
