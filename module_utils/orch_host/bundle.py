@@ -60,7 +60,7 @@ def entry_argv(python, libdir, *args):
     return [python, "-c", ENTRY, libdir, *args]
 
 
-# What the read paths run on the host (`python3 -c BOOTSTRAP VERB ARGS...`): the installed copy when it is there,
+# What the read paths run on the host (`python3 -I -S -c BOOTSTRAP VERB ARGS...`): the installed copy when it is there,
 # else the files from stdin (JSON, as sources() gives them) installed as install() does, then the same entry.
 _BOOTSTRAP = """import os, sys
 d = os.path.join(os.path.expanduser("~"), ".orch", "lib", "%s")
@@ -83,4 +83,5 @@ def read_path_command(args, files=None):
     import json
 
     files = sources() if files is None else files
-    return ["python3", "-c", _BOOTSTRAP % digest(files), *args], json.dumps(files).encode()
+    # -I -S: the host code needs nothing but the standard library; skipping site-packages saves start-up time.
+    return ["python3", "-I", "-S", "-c", _BOOTSTRAP % digest(files), *args], json.dumps(files).encode()

@@ -6,7 +6,6 @@ installed host code, locks/ one lock per job name, run/ specs passing to supervi
 
 import json
 import os
-from datetime import datetime, timezone
 
 from . import memory, procs
 from .contract import LOST, RUNNING
@@ -43,6 +42,8 @@ def stop_file(name):
 
 
 def now_iso():
+    from datetime import datetime, timezone  # only writers need it: the query path does not pay for it
+
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -11,39 +11,47 @@ import sys
 
 from .contract import EXIT_UNKNOWN_JOB, JobError, check_name
 
+USAGE = "usage: query [NAME] | follow NAME [--tail N] | supervise NAME"
 
-def parser():
-    import argparse
 
-    p = argparse.ArgumentParser(prog="orch_host", description="orch's host-side job tool")
-    verbs = p.add_subparsers(dest="verb", required=True)
-    query = verbs.add_parser("query", help="print the jobs as JSON")
-    query.add_argument("name", nargs="?")
-    follow = verbs.add_parser("follow", help="print the log's tail, stream it until the job ends, exit with its code")
-    follow.add_argument("name")
-    follow.add_argument("--tail", type=int, default=10)
-    supervise = verbs.add_parser("supervise", help="run a job (inside its tmux session; started by the module)")
-    supervise.add_argument("name")
-    return p
+def parse(argv):
+    """(verb, name, tail) from ARGV, or a JobError. By hand: argparse costs the query path more than it does."""
+    verb, words, tail, names = (argv[0] if argv else None), list(argv[1:]), 10, []
+    while words:
+        word = words.pop(0)
+        if word == "--":  # the rest are names, whatever they look like
+            names += words
+            break
+        if verb == "follow" and word == "--tail" and words:
+            value = words.pop(0)
+            if not value.isdigit():
+                raise JobError(f"--tail takes a whole number, not {value!r}")
+            tail = int(value)
+        else:
+            names.append(word)
+    if (verb == "query" and len(names) <= 1) or (verb in ("follow", "supervise") and len(names) == 1):
+        return verb, (names[0] if names else None), tail
+    raise JobError(USAGE)
 
 
 def main(argv=None):
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    verb = None
     try:
-        if args.name is not None:
-            check_name(args.name)
-        if args.verb == "query":
+        verb, name, tail = parse(sys.argv[1:] if argv is None else argv)
+        if name is not None:
+            check_name(name)
+        if verb == "query":
             from .records import query_jobs
 
-            facts, jobs = query_jobs(args.name)
+            facts, jobs = query_jobs(name)
             json.dump({"host": facts.host, "boot_id": facts.boot_id, "jobs": jobs}, sys.stdout)
             sys.stdout.write("\n")
             return 0
-        if args.verb == "follow":
+        if verb == "follow":
             from .follow import follow
 
             try:
-                return follow(args.name, max(args.tail, 0))
+                return follow(name, tail)
             except BrokenPipeError:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 0
@@ -51,7 +59,7 @@ def main(argv=None):
                 return 130
         from .supervisor import supervise
 
-        return supervise(args.name)
+        return supervise(name)
     except JobError as exc:
         sys.stderr.write(f"orch: {exc}\n")
-        return EXIT_UNKNOWN_JOB if args.verb in ("follow", "query") else 1
+        return EXIT_UNKNOWN_JOB if verb in ("follow", "query", None) else 1
