@@ -91,7 +91,7 @@ requirements:
   - python3 on the host (the supervisor and the read paths use the standard library only)
   - boto3 on the host when O(secrets) is used
 author:
-  - orch contributors (@orch)
+  - orch contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
