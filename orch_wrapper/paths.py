@@ -1,23 +1,65 @@
-"""Where the Ansible project lives: the folder holding ansible.cfg, playbooks/, inventory/, library/, roles/."""
+"""Where the Ansible project lives: the folder holding ansible.cfg, playbooks/, inventory/, library/, roles/.
+
+Run from a checkout (or an editable install) that is the checkout itself. A wheel carries a copy inside the
+package, `orch_wrapper/_project` (pyproject.toml maps it in), found with importlib.resources. `ORCH_PROJECT`
+overrides both. orch only reads there: its state goes to ORCH_HOME, so a read-only install folder is fine.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from .errors import ExitCode, OrchError
 
+PACKAGE = "orch_wrapper"
+# What a project folder must hold, as the messages name them.
+PARTS = ("ansible.cfg", "inventory/", "playbooks/", "roles/", "library/")
+
+
+def _missing(root: Path) -> list[str]:
+    return [
+        part
+        for part in PARTS
+        if not ((root / part.rstrip("/")).is_dir() if part.endswith("/") else (root / part).is_file())
+    ]
+
 
 def project() -> Path:
-    """The project root: `ORCH_PROJECT` if set, else the folder above this package (a source or editable install)."""
-    root = Path(os.environ.get("ORCH_PROJECT") or Path(__file__).resolve().parent.parent)
-    if not (root / "playbooks").is_dir():
+    """The project root: `ORCH_PROJECT` if set, else the wheel's packaged copy, else the checkout."""
+    override = os.environ.get("ORCH_PROJECT")
+    if override:
+        root = Path(override).expanduser().resolve()
+        missing = _missing(root)
+        if missing:
+            raise OrchError(
+                f"ORCH_PROJECT={override} is not an orch project: it has no {', '.join(missing)}",
+                hint="point it at the folder holding ansible.cfg and playbooks/, or unset it",
+                exit_code=ExitCode.CONFIG,
+            )
+        return root
+    package = Path(str(resources.files(PACKAGE)))
+    packaged = package / "_project"
+    checkout = package.parent
+    if packaged.is_dir() or not (checkout / "pyproject.toml").is_file():
+        # Installed from a wheel: the project must have come with it.
+        missing = _missing(packaged)
+        if missing:
+            raise OrchError(
+                f"orch's install lacks its project data: {', '.join(missing)} missing from {packaged}",
+                hint="reinstall orch from its wheel, or set ORCH_PROJECT to a checkout",
+                exit_code=ExitCode.CONFIG,
+            )
+        return packaged
+    missing = _missing(checkout)
+    if missing:
         raise OrchError(
-            f"the orch project (playbooks/, inventory/) is not at {root}",
-            hint="set ORCH_PROJECT to the folder holding ansible.cfg",
+            f"the orch checkout at {checkout} has no {', '.join(missing)}",
+            hint="restore them with git, or set ORCH_PROJECT to a complete checkout",
             exit_code=ExitCode.CONFIG,
         )
-    return root
+    return checkout
 
 
 def ansible_cfg() -> Path:

@@ -66,6 +66,9 @@ def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dic
         "AWS_REGION": settings.region,
         # The inventory's cache is keyed by its file alone: name the fleet, region and endpoint in the key.
         "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": cache_prefix(settings),
+        # ...and keep it in ORCH_HOME. This variable beats ansible.cfg's ~/.orch default and the fact cache folder
+        # ansible-runner sets (ANSIBLE_CACHE_PLUGIN_CONNECTION, in each run's artifacts).
+        "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(settings.home / "inventory-cache"),
         # Under orch a broken inventory is an error, not an empty fleet. (Not in ansible.cfg: there it would also
         # fail ansible-lint's syntax checks and direct provisioning runs before their own one-line checks.)
         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",

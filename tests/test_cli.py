@@ -26,7 +26,7 @@ def home(monkeypatch):
     """ORCH_HOME in a short temporary folder (ssh control socket paths must stay short), a clean AWS environment."""
     path = Path(tempfile.mkdtemp(prefix="orch-"))
     monkeypatch.setenv("ORCH_HOME", str(path))
-    monkeypatch.setenv("HOME", str(path / "home"))  # the inventory's own cache lives under ~/.orch
+    monkeypatch.setenv("HOME", str(path / "home"))  # nothing lands in the real home (Ansible writes ~/.ansible)
     monkeypatch.setenv("ORCH_FLEET", "f")
     monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

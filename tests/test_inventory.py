@@ -1,16 +1,20 @@
 """inventory/orch.aws_ec2.yml against moto: groups, connection hostvars per access mode, fleet and region filters,
-and the jsonfile cache under ~/.orch."""
+and the jsonfile cache: under ~/.orch for plain Ansible runs, under ORCH_HOME for orch's own."""
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
+
+from orch_wrapper import config, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"
@@ -154,6 +158,43 @@ def test_cache_lives_under_orch_home_and_answers_without_aws(fleet):
     # With AWS unreachable, the cached inventory still answers (and so is really used).
     offline = {**fleet["env"], "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
     assert sorted(listed(offline)["_meta"]["hostvars"]) == sorted(fleet["data"]["_meta"]["hostvars"])
+
+
+def cache_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+@pytest.fixture
+def orch_home():
+    home = Path(tempfile.mkdtemp(prefix="orch-"))  # short, as ssh control socket paths need
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_under_orch_the_cache_lives_in_orch_home(fleet, orch_home):
+    """ansible-inventory with the environment orch gives it (as `orch hosts --refresh` runs it)."""
+    env = {**fleet["env"], "ORCH_HOME": str(orch_home)}
+    settings = config.load(env)
+    env.update(runner.envvars(settings, env))
+    plain_cache = Path(fleet["home"]) / ".orch" / "inventory-cache"
+    before = cache_files(plain_cache)
+    assert sorted(listed(env, "--flush-cache")["_meta"]["hostvars"]) == sorted(fleet["data"]["_meta"]["hostvars"])
+    written = cache_files(orch_home / "inventory-cache")
+    assert written and all(name.startswith(runner.cache_prefix(settings)) for name in written), written
+    assert cache_files(plain_cache) == before  # nothing new under ~/.orch
+
+
+def test_playbooks_run_by_orch_cache_the_inventory_in_orch_home(fleet, orch_home, monkeypatch):
+    """Through ansible-runner, which points Ansible's cache connection into each run's artifacts."""
+    for name, value in {**fleet["env"], "ORCH_HOME": str(orch_home)}.items():
+        monkeypatch.setenv(name, value)
+    settings = config.load()
+    # A real playbook run whose play matches no host: the inventory is still read in full, and cached.
+    result = runner.run_playbook(settings, "job_stop", {"orch_host": "no-such-host", "orch_job_name": "x"})
+    assert result.status == "successful", result
+    written = cache_files(orch_home / "inventory-cache")
+    assert written and all(name.startswith(runner.cache_prefix(settings)) for name in written), written
+    assert not list((orch_home / "runner" / "artifacts").rglob("fact_cache/*"))
 
 
 def test_graph(fleet):

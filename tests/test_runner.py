@@ -91,6 +91,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
             "ORCH_FLEET": "f",
             "AWS_REGION": "ap-northeast-1",
             "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": runner.cache_prefix(settings),
+            "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(home / "inventory-cache"),
             "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
             "AWS_PROFILE": "sandbox",
