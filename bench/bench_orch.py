@@ -95,15 +95,15 @@ class Bench:
         return elapsed
 
     def ssh(self, host, remote: Sequence[str] = (), shell: str | None = None) -> list[str]:
-        from orch_wrapper import ssh
+        from orch_wrapper.transport import ssh
 
         return ssh.argv(self.settings, host, remote, shell=shell)
 
     def use_fleet(self, hosts: list) -> None:
         """Point orch's fleet cache (ORCH_HOME/fleet.json, as `orch` writes it) at these hosts, fresh for 5 min."""
-        from orch_wrapper import fleet
+        from orch_wrapper.transport import inventory
 
-        fleet._write_cache(self.settings, hosts)
+        inventory._write_cache(self.settings, hosts)
 
     def record(self, figure: str, n: int | str, value: str, baseline: str, ratio: str, met: bool | None) -> None:
         verdict = "" if met is None else ("MET" if met else "NOT MET")
@@ -129,12 +129,13 @@ class Bench:
             raise RuntimeError("sandbox up failed:\n" + "\n".join(tail))
         say(f"  sandbox up took {time.perf_counter() - start:.0f} s")
         sys.path.insert(0, str(ROOT))
-        from orch_wrapper import config, fleet
+        from orch_wrapper import config
+        from orch_wrapper.transport import inventory
 
         environ = dict(self.env)
         config.adopt_sandbox(environ)
         self.settings = config.load(environ)
-        self.all_hosts = fleet.load(self.settings)
+        self.all_hosts = inventory.load(self.settings)
         if len(self.all_hosts) != self.n_hosts:
             raise RuntimeError(f"the fleet has {len(self.all_hosts)} hosts, expected {self.n_hosts}")
 
@@ -164,7 +165,7 @@ class Bench:
         jobs = json.loads(self.orch("status", "--json").stdout)["jobs"]
         running = [j["name"] for j in jobs if j["state"] == "RUNNING"]
         say(f"  running jobs: {', '.join(running)}")
-        from orch_wrapper.ssh import host_command
+        from orch_wrapper.transport.ssh import host_command
 
         query, source = host_command(["query"])  # exactly what orch status runs on the host
         samples: dict[str, tuple[list[str], bytes | None]] = {
@@ -216,7 +217,7 @@ class Bench:
         self.use_fleet(hosts)
         say(f"\n[2] orch status, fleet of {len(hosts)} hosts, warm (jobs on {hosts[0].name})")
         self.orch("status")  # masters to every host
-        from orch_wrapper.ssh import host_command
+        from orch_wrapper.transport.ssh import host_command
 
         query, source = host_command(["query"])
         status: list[float] = []
@@ -395,7 +396,8 @@ def _runner_baseline(host: str, out: str) -> None:
     sys.path.insert(0, str(ROOT))
     import ansible_runner
 
-    from orch_wrapper import config, runner
+    from orch_wrapper import config
+    from orch_wrapper.transport import runner
 
     environ = dict(os.environ)
     config.adopt_sandbox(environ)

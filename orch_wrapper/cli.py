@@ -110,7 +110,7 @@ def dispatch(args: argparse.Namespace) -> int:
     settings = config.load()
     verb = args.verb
     if verb in ("run", "status", "logs", "attach", "stop", "rm", "ssh-config"):
-        from . import jobs
+        from .commands import jobs
 
         if verb == "run":
             return jobs.run(settings, args.name, args.command, args.host, args.cwd, args.env, args.secret, args.mem)
@@ -125,7 +125,7 @@ def dispatch(args: argparse.Namespace) -> int:
         if verb == "rm":
             return jobs.rm(settings, args.name, args.purge)
         return jobs.ssh_config(settings)
-    from . import commands
+    from .commands import fleet as commands
 
     if verb == "hosts":
         return commands.hosts(settings, args.json, args.refresh)
@@ -133,7 +133,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return commands.configure(settings, args.host)
     if verb == "sandbox":
         return commands.sandbox(settings, args.action, hosts=args.hosts)
-    from . import doctor
+    from .commands import doctor
 
     return doctor.doctor(settings)
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .fleet import Host
-    from .jobs import Job
+    from .commands.jobs import Job
+    from .transport.inventory import Host
 
 STATE_STYLES = {
     "RUNNING": "green",
@@ -72,7 +72,7 @@ def local_time(stamp: datetime | None) -> str:
 
 
 def job_row(job: Job, now: datetime) -> list[str]:
-    from .jobs import parse_time
+    from .commands.jobs import parse_time
 
     started, ended = parse_time(job.started), parse_time(job.ended)
     elapsed = ((ended or now) - started).total_seconds() if started else None

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
 
-from orch_wrapper import agent, cli, config, fleet, jobs, runner, ssh, ui
+from orch_wrapper import cli, config, ui
+from orch_wrapper.commands import jobs
 from orch_wrapper.errors import ExitCode
+from orch_wrapper.transport import agent, inventory, runner, ssh
 
 
 def iso(delta: timedelta) -> str:
@@ -57,7 +59,7 @@ def remote(monkeypatch):
 
         return fake
 
-    monkeypatch.setattr(fleet, "inventory_list", refuse("inventory"))
+    monkeypatch.setattr(inventory, "inventory_list", refuse("inventory"))
     monkeypatch.setattr(runner, "run_playbook", refuse("runner"))
     monkeypatch.setattr(ssh, "run_host_code", refuse("ssh"))
     monkeypatch.setattr(agent, "ensure", refuse("agent"))
@@ -67,8 +69,8 @@ def remote(monkeypatch):
 
 
 def seed_fleet(hosts):
-    """Write orch's fleet cache, so the real fleet.load reads these hosts without an inventory run."""
-    fleet._write_cache(config.load(), list(hosts))
+    """Write orch's fleet cache, so the real inventory.load reads these hosts without an inventory run."""
+    inventory._write_cache(config.load(), list(hosts))
 
 
 def run_main(capsys, argv):
@@ -283,7 +285,7 @@ def test_playbook_failure_is_one_line(home, remote, capsys, monkeypatch):
 
 
 def test_empty_fleet_is_a_one_line_error(home, capsys, monkeypatch):
-    monkeypatch.setattr(fleet, "inventory_list", lambda settings, refresh=False: {"_meta": {"hostvars": {}}})
+    monkeypatch.setattr(inventory, "inventory_list", lambda settings, refresh=False: {"_meta": {"hostvars": {}}})
     code, _, err = run_main(capsys, ["hosts"])
     assert code == ExitCode.NOT_FOUND
     assert_one_line_error(err)
@@ -511,10 +513,10 @@ def test_ssh_argv_for_each_access_mode(home):
 def test_hosts_from_inventory_filters_the_fleet():
     other = {**HOSTVARS["endpoint"], "aws_tags": {"Name": unsafe("g-1"), "orch-fleet": unsafe("g")}}
     untagged = {"ansible_host": "10.0.0.9"}
-    inventory = {
+    listing = {
         "_meta": {"hostvars": {"f-10": HOSTVARS["endpoint"], "f-2": HOSTVARS["ssm"], "g-1": other, "static": untagged}}
     }
-    found = fleet.hosts_from_inventory(inventory, "f")
+    found = inventory.hosts_from_inventory(listing, "f")
     assert [h.name for h in found] == ["f-2", "f-10"]
     ssm_host = found[0]
     assert (ssm_host.instance_id, ssm_host.instance_type, ssm_host.state, ssm_host.access) == (
@@ -535,18 +537,18 @@ def test_fleet_cache_is_keyed_and_expires(home, monkeypatch):
         reads.append(refresh)
         return {"_meta": {"hostvars": {"f-1": HOSTVARS["endpoint"]}}}
 
-    monkeypatch.setattr(fleet, "inventory_list", inventory_list)
-    first = fleet.load(settings)
-    assert fleet.load(settings) == first and reads == [False]  # second read from the cache
+    monkeypatch.setattr(inventory, "inventory_list", inventory_list)
+    first = inventory.load(settings)
+    assert inventory.load(settings) == first and reads == [False]  # second read from the cache
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")
-    fleet.load(config.load())  # another endpoint: another key
+    inventory.load(config.load())  # another endpoint: another key
     assert reads == [False, False]
     data = json.loads((home / "fleet.json").read_text())
-    data["created"] -= fleet.CACHE_TTL + 1
+    data["created"] -= inventory.CACHE_TTL + 1
     (home / "fleet.json").write_text(json.dumps(data))
-    fleet.load(config.load())
+    inventory.load(config.load())
     assert reads == [False, False, False]
-    fleet.load(config.load(), refresh=True)
+    inventory.load(config.load(), refresh=True)
     assert reads[-1] is True
 
 

@@ -22,7 +22,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from orch_wrapper import agent, cli, config, fleet, ssh
+from orch_wrapper import cli, config
+from orch_wrapper.transport import agent, inventory, ssh
 
 # openssh-server (scripts/install); sshd runs as root here, as on the sandbox hosts
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -99,7 +100,7 @@ def box(moto, make_aws_env):
                 mp.setenv(k, v)
             settings = config.load()
             try:
-                ssh.close_masters(settings, fleet.load(settings))
+                ssh.close_masters(settings, inventory.load(settings))
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
             agent.stop(settings)

@@ -14,7 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from orch_wrapper import config, runner
+from orch_wrapper import config
+from orch_wrapper.transport import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"

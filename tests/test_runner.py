@@ -13,7 +13,9 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from orch_wrapper import config, jobs, paths, runner, ssh
+from orch_wrapper import config, paths
+from orch_wrapper.commands import jobs
+from orch_wrapper.transport import runner, ssh
 
 PROJECT = Path(__file__).resolve().parent.parent
 

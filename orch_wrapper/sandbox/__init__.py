@@ -16,8 +16,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import agent, config, fleet, runner
+from .. import config
 from ..errors import ExitCode, OrchError
+from ..transport import agent, inventory, runner
 from . import moto_server, podman
 
 FLEET = "sandbox"
@@ -122,7 +123,7 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
             podman.wait_ssh(port)
         (state / "env.json").write_text(json.dumps(env))
         # The endpoint tags are new since provisioning cached the inventory: read it afresh (and cache that).
-        fleet.load(settings, refresh=True)
+        inventory.load(settings, refresh=True)
         if configure:
             say("configuring the hosts with playbooks/configure.yml")
             agent.ensure(settings)
@@ -172,7 +173,7 @@ def down(settings, quiet: bool = False) -> bool:
         podman.podman("rm", "-f", "-t", "0", *names)
     moto_server.stop(state)
     shutil.rmtree(state, ignore_errors=True)
-    fleet.invalidate(settings)  # the fleet cache describes hosts that are gone
+    inventory.invalidate(settings)  # the fleet cache describes hosts that are gone
     _stop_ssh_helpers(settings, ports)
     return True
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orch_wrapper import config, fleet, sandbox, ssh
+from orch_wrapper import config, sandbox
 from orch_wrapper.cli import main
+from orch_wrapper.transport import inventory, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +86,7 @@ def host_sh(command: str, host: str = "sandbox-1") -> str:
     """Run a shell command on a sandbox host as its job user, over orch's own SSH path, and return its output.
     (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)"""
     settings = config.load()
-    target = next(h for h in fleet.load(settings) if h.name == host)
+    target = next(h for h in inventory.load(settings) if h.name == host)
     result = subprocess.run(ssh.argv(settings, target, shell=command), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, (command, result.stderr)
     return result.stdout

@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 
-from orch_wrapper import config, runner
+from orch_wrapper import config
 from orch_wrapper.cli import main
+from orch_wrapper.transport import runner
 
 from .conftest import ROOT, orch
 

@@ -14,9 +14,9 @@ from typing import Any
 from orch_host import bundle
 from orch_host.contract import EXIT_UNKNOWN_JOB
 
-from .config import Settings
-from .errors import ExitCode, OrchError
-from .fleet import Host
+from ..config import Settings
+from ..errors import ExitCode, OrchError
+from .inventory import Host
 
 UNKNOWN_JOB = EXIT_UNKNOWN_JOB  # the host's exit status for `query NAME` / `follow NAME` of a job it does not have
 QUERY_TIMEOUT = 30  # seconds for one host's query, connection included

@@ -6,13 +6,14 @@ import json
 import sys
 from dataclasses import asdict
 
-from . import fleet, ui
-from .config import Settings
-from .errors import ExitCode
+from .. import ui
+from ..config import Settings
+from ..errors import ExitCode
+from ..transport import inventory
 
 
 def hosts(settings: Settings, as_json: bool = False, refresh: bool = False) -> int:
-    found = fleet.require(settings, refresh=refresh)
+    found = inventory.require(settings, refresh=refresh)
     if as_json:
         rows = [{**asdict(h), "ssh_common_args": list(h.ssh_common_args), "address": h.address} for h in found]
         json.dump(rows, sys.stdout, indent=2)
@@ -23,11 +24,11 @@ def hosts(settings: Settings, as_json: bool = False, refresh: bool = False) -> i
 
 
 def configure(settings: Settings, host: str | None = None) -> int:
-    from . import agent, runner
+    from ..transport import agent, runner
 
-    found = fleet.require(settings)
+    found = inventory.require(settings)
     if host is not None:
-        fleet.find(found, host)
+        inventory.find(found, host)
     agent.ensure(settings)
     with ui.TaskProgress() as progress:
         result = runner.run_playbook(settings, "configure", {}, limit=host, on_event=progress)
@@ -37,7 +38,7 @@ def configure(settings: Settings, host: str | None = None) -> int:
 
 
 def sandbox(settings: Settings, action: str, hosts: int = 1) -> int:
-    from . import sandbox as box
+    from .. import sandbox as box
 
     if action == "up":
         env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True), hosts=hosts)

@@ -10,9 +10,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import paths
-from .config import Settings
-from .errors import ExitCode, OrchError, no_credentials
+from .. import paths
+from ..config import Settings
+from ..errors import ExitCode, OrchError, no_credentials
 
 CACHE_TTL = 300  # seconds; `orch hosts --refresh`, sandbox up/down and provisioning drop it
 CACHE_FILE = "fleet.json"

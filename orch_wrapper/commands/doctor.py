@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from . import agent, fleet, ssh
-from .config import Settings
-from .errors import ExitCode, OrchError
+from ..config import Settings
+from ..errors import ExitCode, OrchError
+from ..transport import agent, inventory, ssh
 
 TOOLS = ("ssh", "ssh-agent", "ssh-add", "ansible-playbook", "ansible-inventory")
 
@@ -76,7 +76,7 @@ def check_credentials(settings: Settings) -> Check:
     return Check("AWS credentials", True, f"account {who.get('Account')} ({who.get('Arn')})")
 
 
-def check_host(settings: Settings, host: fleet.Host) -> Check:
+def check_host(settings: Settings, host: inventory.Host) -> Check:
     name = f"ssh {host.name}"
     try:
         proc = subprocess.run(ssh.argv(settings, host, ["true"]), capture_output=True, timeout=20, check=False)
@@ -109,7 +109,7 @@ def run_checks(settings: Settings, say: Callable[[Check], None]) -> list[Check]:
     if not (creds and creds.ok):
         return checks
     try:
-        hosts = fleet.load(settings, refresh=True)
+        hosts = inventory.load(settings, refresh=True)
     except OrchError as exc:
         record(Check("inventory", False, exc.message, exc.hint or "run `orch sandbox up` or provision"))
         return checks

@@ -8,8 +8,8 @@ import os
 import re
 import subprocess
 
-from .config import Settings
-from .errors import ExitCode, OrchError, no_credentials
+from ..config import Settings
+from ..errors import ExitCode, OrchError, no_credentials
 
 KEY_LIFETIME = 3600  # seconds the agent keeps the key (ssh-add -t)
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, ssh
-from .config import Settings
-from .errors import ExitCode, OrchError
+from .. import paths
+from ..config import Settings
+from ..errors import ExitCode, OrchError
+from . import ssh
 
 ARTIFACTS_KEPT = 20
 _AWS_PASSTHROUGH = (

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import agent, fleet, ssh, ui
-from .config import Settings
-from .errors import ExitCode, OrchError
-from .fleet import Host
+from .. import ui
+from ..config import Settings
+from ..errors import ExitCode, OrchError
+from ..transport import agent, inventory, ssh
+from ..transport.inventory import Host
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -205,7 +206,7 @@ def collect(replies: Sequence[ssh.HostReply]) -> tuple[list[Job], dict[str, str]
 
 
 def _usable_hosts(settings: Settings) -> list[Host]:
-    hosts = fleet.require(settings)
+    hosts = inventory.require(settings)
     usable = [h for h in hosts if h.usable]
     for host in hosts:
         if not host.usable:
@@ -258,7 +259,7 @@ def locate(settings: Settings, name: str) -> Job:
 
 def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | None) -> Host:
     if wanted is not None:
-        target = fleet.find(hosts, wanted)
+        target = inventory.find(hosts, wanted)
         if len(hosts) == 1:
             return target
     elif len(hosts) == 1:
@@ -276,7 +277,7 @@ def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | N
     if wanted is not None:
         return target
     if same:  # a finished job of that name: rerun it where its history is
-        return fleet.find(hosts, same[-1].host)
+        return inventory.find(hosts, same[-1].host)
     reachable = [h for h in hosts if h.name not in errors]
     if not reachable:
         raise OrchError("no host of the fleet is reachable", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
@@ -302,7 +303,7 @@ def run(
     secrets: Sequence[str] = (),
     mem: str | None = None,
 ) -> int:
-    from . import runner
+    from ..transport import runner
 
     spec = build_spec(name, command, cwd, env, secrets, mem)
     hosts = _usable_hosts(settings)
@@ -358,7 +359,7 @@ def logs(settings: Settings, name: str, follow: bool = False, tail: int | None =
         host = hosts[0]
         _agent(settings)
     else:
-        host = fleet.find(hosts, locate(settings, name).host)
+        host = inventory.find(hosts, locate(settings, name).host)
     if follow:
         remote, source = ssh.host_command(["follow", name, "--tail", str(10 if tail is None else tail)])
         cmd = ssh.argv(settings, host, remote)
@@ -407,7 +408,7 @@ def attach(settings: Settings, name: str, read_only: bool = False) -> int:
         raise OrchError(
             f"job {name} has finished ({job.state})", hint=f"see `orch logs {name}`", exit_code=ExitCode.USAGE
         )
-    host = fleet.find(fleet.require(settings), job.host)
+    host = inventory.find(inventory.require(settings), job.host)
     remote = ["tmux", "attach-session", "-t", "=" + tmux_session(job), *(["-r"] if read_only else [])]
     cmd = ssh.argv(settings, host, remote, tty=True)
     sys.stdout.flush()
@@ -416,7 +417,7 @@ def attach(settings: Settings, name: str, read_only: bool = False) -> int:
 
 
 def _change(settings: Settings, playbook: str, job: Job, extravars: dict[str, Any]) -> dict[str, Any]:
-    from . import runner
+    from ..transport import runner
 
     agent_error = _agent(settings)
     result = runner.run_playbook(
@@ -473,7 +474,7 @@ def ssh_config_text(settings: Settings, hosts: Iterable[Host]) -> str:
 
 
 def ssh_config(settings: Settings) -> int:
-    hosts = fleet.require(settings)
+    hosts = inventory.require(settings)
     error = _agent(settings)
     if error is not None:
         ui.warn(f"the fleet key is not loaded yet: {error}")

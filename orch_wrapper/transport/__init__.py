@@ -1,0 +1,1 @@
+"""How orch reaches the fleet: ansible-runner, ansible-inventory, ssh, orch's ssh-agent."""
