@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .model import parse_time
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .commands.jobs import Job
-    from .transport.inventory import Host
+    from .model import Host, Job
 
 STATE_STYLES = {
     "RUNNING": "green",
@@ -72,8 +73,6 @@ def local_time(stamp: datetime | None) -> str:
 
 
 def job_row(job: Job, now: datetime) -> list[str]:
-    from .commands.jobs import parse_time
-
     started, ended = parse_time(job.started), parse_time(job.ended)
     elapsed = ((ended or now) - started).total_seconds() if started else None
     if job.exit_code is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orch_wrapper.transport.inventory import Host, host_from_hostvars
+from orch_wrapper.model import Host
+from orch_wrapper.transport.inventory import host_from_hostvars
 
 
 def unsafe(value: str) -> dict[str, str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
 
-from orch_wrapper import cli, config, ui
+from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import jobs
-from orch_wrapper.errors import ExitCode
+from orch_wrapper.errors import ExitCode, OrchError
 from orch_wrapper.transport import agent, inventory, runner, ssh
 
 
@@ -185,7 +185,7 @@ def test_mem_values_are_normalised(value, normalised):
 # --- orch run ------------------------------------------------------------------------------------------------------
 
 
-class FakeRunResult(runner.RunResult):
+class FakeRunResult(model.RunResult):
     pass
 
 
@@ -196,7 +196,7 @@ def allow_run(monkeypatch, host_name, state="RUNNING"):
         calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
         spec = jobs.decode_spec(extravars["orch_job_spec_b64"])
         res = {"changed": True, "job": {"name": spec["name"], "state": state}}
-        return runner.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
+        return model.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
     monkeypatch.setattr(agent, "ensure", lambda settings: str(settings.agent_sock))
@@ -276,7 +276,7 @@ def test_playbook_failure_is_one_line(home, remote, capsys, monkeypatch):
     monkeypatch.setattr(
         runner,
         "run_playbook",
-        lambda *a, **k: runner.RunResult("failed", 2, failed={"f-1": "job train is already running\n(see status)"}),
+        lambda *a, **k: model.RunResult("failed", 2, failed={"f-1": "job train is already running\n(see status)"}),
     )
     code, _, err = run_main(capsys, ["run", "train", "true"])
     assert code == ExitCode.FAILURE
@@ -602,7 +602,7 @@ def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatc
 
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append((name, dict(extravars), limit))
-        return runner.RunResult("successful", 0, ok={limit: [{"job": {"state": "KILLED", "exit_code": 143}}]})
+        return model.RunResult("successful", 0, ok={limit: [{"job": {"state": "KILLED", "exit_code": 143}}]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
     code, out, _ = run_main(capsys, ["stop", "coupon-backfill", "--grace", "3"])
@@ -624,7 +624,7 @@ def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatc
 
 
 def test_missing_credentials_message_from_ssm(home):
-    with pytest.raises(jobs.OrchError) as caught:
+    with pytest.raises(OrchError) as caught:
         agent.fetch_key(config.load())
     assert caught.value.exit_code == ExitCode.CONFIG
     assert str(caught.value) == ("no AWS credentials (set AWS_PROFILE or run `aws configure` (or `orch sandbox up`))")

@@ -15,6 +15,7 @@ import pytest
 
 from orch_wrapper import config, paths
 from orch_wrapper.commands import jobs
+from orch_wrapper.errors import OrchError
 from orch_wrapper.transport import runner, ssh
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
     # the environment the runner recorded is gone, the rest of the artifacts stay
     artifact_dir = home / "runner" / "artifacts" / "id1"
     assert not (artifact_dir / "command").exists() and (artifact_dir / "stdout").exists()
-    with pytest.raises(jobs.OrchError, match="f-3 is unreachable: Connection refused"):
+    with pytest.raises(OrchError, match="f-3 is unreachable: Connection refused"):
         result.check()
 
 

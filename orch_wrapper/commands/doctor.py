@@ -7,22 +7,14 @@ import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..config import Settings
 from ..errors import ExitCode, OrchError
+from ..model import Check, Host
 from ..transport import agent, inventory, ssh
 
 TOOLS = ("ssh", "ssh-agent", "ssh-add", "ansible-playbook", "ansible-inventory")
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-    fix: str = ""
 
 
 def check_tools() -> list[Check]:
@@ -76,7 +68,7 @@ def check_credentials(settings: Settings) -> Check:
     return Check("AWS credentials", True, f"account {who.get('Account')} ({who.get('Arn')})")
 
 
-def check_host(settings: Settings, host: inventory.Host) -> Check:
+def check_host(settings: Settings, host: Host) -> Check:
     name = f"ssh {host.name}"
     try:
         proc = subprocess.run(ssh.argv(settings, host, ["true"]), capture_output=True, timeout=20, check=False)

@@ -9,22 +9,20 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
+from ..model import Host, Job, collect, shown_by_default, tmux_session
 from ..transport import agent, inventory, ssh
-from ..transport.inventory import Host
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SSM_PARAM_RE = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
 MEM_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
-ACTIVE = ("QUEUED", "RUNNING")
-RECENT = timedelta(hours=24)  # `orch status` shows finished jobs that ended within this, `--all` shows every job
 
 
 def _usage(message: str, hint: str | None = None) -> OrchError:
@@ -123,83 +121,6 @@ def encode_spec(spec: dict[str, Any]) -> str:
 
 def decode_spec(blob: str) -> dict[str, Any]:
     return json.loads(base64.b64decode(blob))
-
-
-# --- jobs as the host reports them ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    host: str  # inventory name of the host
-    state: str
-    started: str | None = None
-    ended: str | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    memory: int | None = None  # bytes now (running) or at peak (finished)
-    memory_max: str | int | None = None
-    memory_cap: str | None = None  # "none", "enforced", or "not enforced: why" (as the host found it)
-    command: str = ""
-    cwd: str = ""
-    tmux_session: str = ""
-    lost_reason: str | None = None
-
-    @classmethod
-    def from_record(cls, host: str, record: dict[str, Any]) -> Job:
-        state = str(record.get("state") or "UNKNOWN")
-        memory = record.get("memory_current") if state in ACTIVE else None
-        if memory is None:
-            memory = record.get("memory_peak")
-        return cls(
-            name=str(record.get("name") or ""),
-            host=host,
-            state=state,
-            started=record.get("started"),
-            ended=record.get("ended"),
-            exit_code=record.get("exit_code"),
-            signal=record.get("signal"),
-            memory=int(memory) if isinstance(memory, (int, float)) else None,
-            memory_max=record.get("memory_max"),
-            memory_cap=record.get("memory_cap"),
-            command=str(record.get("command") or ""),
-            cwd=str(record.get("cwd") or ""),
-            tmux_session=str(record.get("tmux_session") or ""),
-            lost_reason=record.get("lost_reason"),
-        )
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
-
-
-def shown_by_default(job: Job, now: datetime) -> bool:
-    if job.active:
-        return True
-    ended = parse_time(job.ended) or parse_time(job.started)
-    return ended is None or now - ended <= RECENT
-
-
-def collect(replies: Sequence[ssh.HostReply]) -> tuple[list[Job], dict[str, str]]:
-    jobs: list[Job] = []
-    errors: dict[str, str] = {}
-    for reply in replies:
-        if reply.data is None:
-            errors[reply.host.name] = reply.error or "no reply"
-            continue
-        jobs += [Job.from_record(reply.host.name, rec) for rec in reply.data["jobs"] if isinstance(rec, dict)]
-    jobs.sort(key=lambda j: (j.started or "", j.name))
-    return jobs, errors
 
 
 # --- helpers shared by the verbs -----------------------------------------------------------------------------------
@@ -395,10 +316,6 @@ def logs(settings: Settings, name: str, follow: bool = False, tail: int | None =
         message = err.splitlines()[-1].removeprefix("orch: ")
         raise OrchError(message, exit_code=ExitCode.NOT_FOUND if rc == ssh.UNKNOWN_JOB else rc)
     return rc
-
-
-def tmux_session(job: Job) -> str:
-    return job.tmux_session or "orch-" + job.name.replace(".", ",")
 
 
 def attach(settings: Settings, name: str, read_only: bool = False) -> int:

@@ -7,46 +7,16 @@ import os
 import shlex
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from .. import paths
 from ..config import Settings
 from ..errors import ExitCode, OrchError, no_credentials
+from ..model import Host
 
 CACHE_TTL = 300  # seconds; `orch hosts --refresh`, sandbox up/down and provisioning drop it
 CACHE_FILE = "fleet.json"
-
-
-@dataclass(frozen=True)
-class Host:
-    name: str  # inventory hostname (the Name tag)
-    instance_id: str
-    instance_type: str
-    state: str  # EC2 state name: running, stopped, ...
-    access: str  # orch-access tag: ssm | public | private | endpoint
-    ssh_host: str  # ansible_host
-    ssh_port: int  # ansible_port
-    ssh_user: str  # ansible_user
-    ssh_common_args: tuple[str, ...] = ()  # ansible_ssh_common_args, split as Ansible splits it
-
-    @property
-    def address(self) -> str:
-        return f"{self.ssh_host}:{self.ssh_port}"
-
-    @property
-    def proxy_command(self) -> str | None:
-        args = list(self.ssh_common_args)
-        for i, arg in enumerate(args):
-            value = arg[2:] if arg.startswith("-o") and len(arg) > 2 else (args[i + 1] if arg == "-o" else "")
-            key, _, rest = value.partition("=")
-            if key.strip().lower() == "proxycommand":
-                return rest.strip()
-        return None
-
-    @property
-    def usable(self) -> bool:
-        return self.state in ("", "running")
 
 
 def plain(value: Any) -> Any:

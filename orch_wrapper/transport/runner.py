@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..config import Settings
-from ..errors import ExitCode, OrchError
+from ..model import RunResult
 from . import ssh
 
 ARTIFACTS_KEPT = 20
@@ -24,30 +23,6 @@ _AWS_PASSTHROUGH = (
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CA_BUNDLE",
 )
-
-
-@dataclass(frozen=True)
-class RunResult:
-    status: str  # ansible-runner's status: successful, failed, timeout, canceled
-    rc: int
-    ok: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host -> `res` of each runner_on_ok event
-    failed: dict[str, str] = field(default_factory=dict)  # host -> msg of the first failed task
-    unreachable: dict[str, str] = field(default_factory=dict)  # host -> msg
-    stats: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> ok/changed/failed/unreachable/skipped
-
-    def check(self) -> RunResult:
-        """Raise an OrchError naming the first failing host, or return self."""
-        for host, msg in self.unreachable.items():
-            raise OrchError(f"{host} is unreachable: {msg}", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
-        for host, msg in self.failed.items():
-            raise OrchError(f"{host}: {msg}")
-        if self.status != "successful" or self.rc != 0:
-            raise OrchError(f"the playbook ended with status {self.status} (rc {self.rc})", hint="run `orch doctor`")
-        return self
-
-    def results(self, host: str, key: str) -> list[Any]:
-        """Every `res[key]` returned on `host` (e.g. the `job` an orch_job task returned)."""
-        return [res[key] for res in self.ok.get(host, []) if key in res]
 
 
 def cache_prefix(settings: Settings) -> str:

@@ -8,15 +8,13 @@ import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 from orch_host import bundle
 from orch_host.contract import EXIT_UNKNOWN_JOB
 
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from .inventory import Host
+from ..model import Host, HostReply
 
 UNKNOWN_JOB = EXIT_UNKNOWN_JOB  # the host's exit status for `query NAME` / `follow NAME` of a job it does not have
 QUERY_TIMEOUT = 30  # seconds for one host's query, connection included
@@ -77,13 +75,6 @@ def argv(
     elif shell:
         args += ["--", shell]
     return args
-
-
-@dataclass(frozen=True)
-class HostReply:
-    host: Host
-    data: dict[str, Any] | None  # the script's JSON, or None
-    error: str | None  # why there is no data
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,173 @@
+"""What crosses module boundaries: small frozen dataclasses and pure helpers over them. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import ExitCode, OrchError
+
+ACTIVE = ("QUEUED", "RUNNING")
+RECENT = timedelta(hours=24)  # `orch status` shows finished jobs that ended within this, `--all` shows every job
+
+
+# --- hosts ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str  # inventory hostname (the Name tag)
+    instance_id: str
+    instance_type: str
+    state: str  # EC2 state name: running, stopped, ...
+    access: str  # orch-access tag: ssm | public | private | endpoint
+    ssh_host: str  # ansible_host
+    ssh_port: int  # ansible_port
+    ssh_user: str  # ansible_user
+    ssh_common_args: tuple[str, ...] = ()  # ansible_ssh_common_args, split as Ansible splits it
+
+    @property
+    def address(self) -> str:
+        return f"{self.ssh_host}:{self.ssh_port}"
+
+    @property
+    def proxy_command(self) -> str | None:
+        args = list(self.ssh_common_args)
+        for i, arg in enumerate(args):
+            value = arg[2:] if arg.startswith("-o") and len(arg) > 2 else (args[i + 1] if arg == "-o" else "")
+            key, _, rest = value.partition("=")
+            if key.strip().lower() == "proxycommand":
+                return rest.strip()
+        return None
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("", "running")
+
+
+@dataclass(frozen=True)
+class HostReply:
+    host: Host
+    data: dict[str, Any] | None  # the script's JSON, or None
+    error: str | None  # why there is no data
+
+
+# --- jobs as the host reports them ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    host: str  # inventory name of the host
+    state: str
+    started: str | None = None
+    ended: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    memory: int | None = None  # bytes now (running) or at peak (finished)
+    memory_max: str | int | None = None
+    memory_cap: str | None = None  # "none", "enforced", or "not enforced: why" (as the host found it)
+    command: str = ""
+    cwd: str = ""
+    tmux_session: str = ""
+    lost_reason: str | None = None
+
+    @classmethod
+    def from_record(cls, host: str, record: dict[str, Any]) -> Job:
+        state = str(record.get("state") or "UNKNOWN")
+        memory = record.get("memory_current") if state in ACTIVE else None
+        if memory is None:
+            memory = record.get("memory_peak")
+        return cls(
+            name=str(record.get("name") or ""),
+            host=host,
+            state=state,
+            started=record.get("started"),
+            ended=record.get("ended"),
+            exit_code=record.get("exit_code"),
+            signal=record.get("signal"),
+            memory=int(memory) if isinstance(memory, (int, float)) else None,
+            memory_max=record.get("memory_max"),
+            memory_cap=record.get("memory_cap"),
+            command=str(record.get("command") or ""),
+            cwd=str(record.get("cwd") or ""),
+            tmux_session=str(record.get("tmux_session") or ""),
+            lost_reason=record.get("lost_reason"),
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def shown_by_default(job: Job, now: datetime) -> bool:
+    if job.active:
+        return True
+    ended = parse_time(job.ended) or parse_time(job.started)
+    return ended is None or now - ended <= RECENT
+
+
+def collect(replies: Sequence[HostReply]) -> tuple[list[Job], dict[str, str]]:
+    jobs: list[Job] = []
+    errors: dict[str, str] = {}
+    for reply in replies:
+        if reply.data is None:
+            errors[reply.host.name] = reply.error or "no reply"
+            continue
+        jobs += [Job.from_record(reply.host.name, rec) for rec in reply.data["jobs"] if isinstance(rec, dict)]
+    jobs.sort(key=lambda j: (j.started or "", j.name))
+    return jobs, errors
+
+
+def tmux_session(job: Job) -> str:
+    return job.tmux_session or "orch-" + job.name.replace(".", ",")
+
+
+# --- playbook runs -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # ansible-runner's status: successful, failed, timeout, canceled
+    rc: int
+    ok: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host -> `res` of each runner_on_ok event
+    failed: dict[str, str] = field(default_factory=dict)  # host -> msg of the first failed task
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> msg
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> ok/changed/failed/unreachable/skipped
+
+    def check(self) -> RunResult:
+        """Raise an OrchError naming the first failing host, or return self."""
+        for host, msg in self.unreachable.items():
+            raise OrchError(f"{host} is unreachable: {msg}", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
+        for host, msg in self.failed.items():
+            raise OrchError(f"{host}: {msg}")
+        if self.status != "successful" or self.rc != 0:
+            raise OrchError(f"the playbook ended with status {self.status} (rc {self.rc})", hint="run `orch doctor`")
+        return self
+
+    def results(self, host: str, key: str) -> list[Any]:
+        """Every `res[key]` returned on `host` (e.g. the `job` an orch_job task returned)."""
+        return [res[key] for res in self.ok.get(host, []) if key in res]
+
+
+# --- orch doctor ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
