@@ -109,30 +109,34 @@ def dispatch(args: argparse.Namespace) -> int:
         config.adopt_sandbox(os.environ)  # also for the ansible and ssh processes orch starts
     settings = config.load()
     verb = args.verb
-    if verb in ("run", "status", "logs", "attach", "stop", "rm", "ssh-config"):
+    if verb in ("run", "stop", "rm"):
         from .commands import jobs
 
         if verb == "run":
             return jobs.run(settings, args.name, args.command, args.host, args.cwd, args.env, args.secret, args.mem)
-        if verb == "status":
-            return jobs.status(settings, args.name, args.all, args.json)
-        if verb == "logs":
-            return jobs.logs(settings, args.name, args.follow, args.tail)
-        if verb == "attach":
-            return jobs.attach(settings, args.name, args.read_only)
         if verb == "stop":
             return jobs.stop(settings, args.name, args.grace)
-        if verb == "rm":
-            return jobs.rm(settings, args.name, args.purge)
-        return jobs.ssh_config(settings)
-    from .commands import fleet as commands
+        return jobs.rm(settings, args.name, args.purge)
+    if verb in ("status", "logs", "attach", "ssh-config"):
+        from .commands import read
+
+        if verb == "status":
+            return read.status(settings, args.name, args.all, args.json)
+        if verb == "logs":
+            return read.logs(settings, args.name, args.follow, args.tail)
+        if verb == "attach":
+            return read.attach(settings, args.name, args.read_only)
+        return read.ssh_config(settings)
+    from .commands import fleet
 
     if verb == "hosts":
-        return commands.hosts(settings, args.json, args.refresh)
+        return fleet.hosts(settings, args.json, args.refresh)
     if verb == "configure":
-        return commands.configure(settings, args.host)
+        return fleet.configure(settings, args.host)
     if verb == "sandbox":
-        return commands.sandbox(settings, args.action, hosts=args.hosts)
+        from .commands import sandbox
+
+        return sandbox.sandbox(settings, args.action, hosts=args.hosts)
     from .commands import doctor
 
     return doctor.doctor(settings)

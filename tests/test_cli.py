@@ -13,7 +13,7 @@ import pytest
 from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
 
 from orch_wrapper import cli, config, model, ui
-from orch_wrapper.commands import jobs
+from orch_wrapper.commands import read, spec
 from orch_wrapper.errors import ExitCode, OrchError
 from orch_wrapper.transport import agent, inventory, runner, ssh
 
@@ -64,7 +64,7 @@ def remote(monkeypatch):
     monkeypatch.setattr(ssh, "run_host_code", refuse("ssh"))
     monkeypatch.setattr(agent, "ensure", refuse("agent"))
     monkeypatch.setattr(subprocess, "Popen", refuse("popen"))
-    monkeypatch.setattr(jobs.os, "execvp", refuse("execvp"))
+    monkeypatch.setattr(read.os, "execvp", refuse("execvp"))
     return calls
 
 
@@ -179,7 +179,7 @@ def test_bad_settings_are_one_line_config_errors(home, remote, capsys, monkeypat
     ("value", "normalised"), [("8G", "8G"), ("512m", "512M"), ("8GiB", "8G"), ("1024K", "1024K"), (None, None)]
 )
 def test_mem_values_are_normalised(value, normalised):
-    assert jobs.parse_mem(value) == normalised
+    assert spec.parse_mem(value) == normalised
 
 
 # --- orch run ------------------------------------------------------------------------------------------------------
@@ -194,8 +194,8 @@ def allow_run(monkeypatch, host_name, state="RUNNING"):
 
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
-        spec = jobs.decode_spec(extravars["orch_job_spec_b64"])
-        res = {"changed": True, "job": {"name": spec["name"], "state": state}}
+        job_spec = spec.decode_spec(extravars["orch_job_spec_b64"])
+        res = {"changed": True, "job": {"name": job_spec["name"], "state": state}}
         return model.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
@@ -215,7 +215,7 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
     assert calls[0]["limit"] == "f-1"
     assert set(calls[0]["extravars"]) == {"orch_host", "orch_job_spec_b64"}
     assert calls[0]["extravars"]["orch_host"] == "f-1"
-    assert jobs.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"]) == {
+    assert spec.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"]) == {
         "name": "lros-train",
         "command": command,
         "cwd": "~/work/lros",
@@ -580,7 +580,7 @@ def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201)])
     status_replies(monkeypatch, {2201: [record("a.b", "RUNNING", iso(timedelta(minutes=1)))]})
     execs = []
-    monkeypatch.setattr(jobs.os, "execvp", lambda file, args: execs.append((file, args)))
+    monkeypatch.setattr(read.os, "execvp", lambda file, args: execs.append((file, args)))
     assert cli.main(["attach", "a.b", "--read-only"]) == 0
     file, args = execs[0]
     assert file == "ssh" and "-t" in args

@@ -14,7 +14,7 @@ import ansible_runner
 import pytest
 
 from orch_wrapper import config, paths
-from orch_wrapper.commands import jobs
+from orch_wrapper.commands.spec import build_spec, encode_spec
 from orch_wrapper.errors import OrchError
 from orch_wrapper.transport import runner, ssh
 
@@ -195,8 +195,8 @@ def run_job_playbook(tmp_path: Path, playbook: str, extravars: dict) -> list[dic
 def test_job_start_passes_commands_verbatim(tmp_path):
     # every hard case in one command: one Ansible run instead of one per case
     command = "\n".join(COMMANDS.values())
-    spec = jobs.build_spec("job-1", command, env=["X={{ y }}"], secrets=["TOKEN=/orch/f/secrets/t"])
-    extravars = {"orch_host": "localhost", "orch_job_spec_b64": jobs.encode_spec(spec)}
+    spec = build_spec("job-1", command, env=["X={{ y }}"], secrets=["TOKEN=/orch/f/secrets/t"])
+    extravars = {"orch_host": "localhost", "orch_job_spec_b64": encode_spec(spec)}
     (given,) = run_job_playbook(tmp_path, "job_start", extravars)
     assert given["command"] == command
     assert given == {
@@ -209,9 +209,9 @@ def test_job_start_passes_commands_verbatim(tmp_path):
 
 
 def test_job_start_passes_cwd_and_memory(tmp_path):
-    spec = jobs.build_spec("train", "python train.py", cwd="~/work/lros", mem="8G")
+    spec = build_spec("train", "python train.py", cwd="~/work/lros", mem="8G")
     (given,) = run_job_playbook(
-        tmp_path, "job_start", {"orch_host": "localhost", "orch_job_spec_b64": jobs.encode_spec(spec)}
+        tmp_path, "job_start", {"orch_host": "localhost", "orch_job_spec_b64": encode_spec(spec)}
     )
     assert given["cwd"] == "~/work/lros" and given["memory_max"] == "8G"
 

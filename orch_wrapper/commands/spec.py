@@ -1,0 +1,112 @@
+"""The job spec the start playbook hands to orch_job: every user input validated before any remote work, and its
+base64 wire form."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import ExitCode, OrchError
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SSM_PARAM_RE = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
+MEM_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def _usage(message: str, hint: str | None = None) -> OrchError:
+    return OrchError(message, hint=hint, exit_code=ExitCode.USAGE)
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise _usage(
+            f"invalid job name {json.dumps(shown)}",
+            hint="use 1-63 of a-z 0-9 . _ -, starting with a letter or digit, no '..'",
+        )
+    return name
+
+
+def validate_command(command: str) -> str:
+    if not command.strip():
+        raise _usage("empty command", hint='give the command to run, e.g. orch run NAME "make train"')
+    if "\0" in command:
+        raise _usage("the command contains a NUL byte")
+    return command
+
+
+def validate_cwd(cwd: str | None) -> str | None:
+    if cwd is None:
+        return None
+    if not cwd.strip() or any(c in cwd for c in "\0\n\r"):
+        raise _usage(f"invalid --cwd {json.dumps(cwd)}", hint="give a directory on the host, e.g. ~/work/repo")
+    return cwd
+
+
+def parse_env(items: Iterable[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not VAR_RE.fullmatch(key) or "\0" in value:
+            raise _usage(f"invalid --env {json.dumps(item)}", hint="use --env NAME=VALUE with NAME like MY_VAR")
+        env[key] = value
+    return env
+
+
+def parse_secrets(items: Iterable[str]) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for item in items:
+        key, sep, param = item.partition("=")
+        if not sep or not VAR_RE.fullmatch(key) or not SSM_PARAM_RE.fullmatch(param) or "//" in param:
+            raise _usage(
+                f"invalid --secret {json.dumps(item)}",
+                hint="use --secret VAR=/ssm/parameter/name",
+            )
+        secrets[key] = param
+    return secrets
+
+
+def parse_mem(value: str | None) -> str | None:
+    """`8G`, `512m`, `1.5`? -> normalised `8G`, `512M`; None when not given."""
+    if value is None:
+        return None
+    match = MEM_RE.fullmatch(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise _usage(f"invalid --mem {json.dumps(value)}", hint="use a size like 8G or 512M")
+    return f"{int(match.group(1))}{match.group(2).upper()}"
+
+
+def build_spec(
+    name: str,
+    command: str,
+    cwd: str | None = None,
+    env: Iterable[str] = (),
+    secrets: Iterable[str] = (),
+    mem: str | None = None,
+) -> dict[str, Any]:
+    """The job spec the start playbook hands to orch_job, every field validated."""
+    env_map, secret_map = parse_env(env), parse_secrets(secrets)
+    both = sorted(set(env_map) & set(secret_map))
+    if both:
+        raise _usage(f"{both[0]} is given both as --env and --secret", hint="keep one")
+    return {
+        "name": validate_name(name),
+        "command": validate_command(command),
+        "cwd": validate_cwd(cwd),
+        "env": env_map,
+        "secrets": secret_map,
+        "memory_max": parse_mem(mem),
+    }
+
+
+def encode_spec(spec: dict[str, Any]) -> str:
+    """base64(JSON): the command reaches the host verbatim, never templated by Ansible."""
+    return base64.b64encode(json.dumps(spec, ensure_ascii=False).encode()).decode("ascii")
+
+
+def decode_spec(blob: str) -> dict[str, Any]:
+    return json.loads(base64.b64decode(blob))
