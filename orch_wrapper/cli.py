@@ -1,4 +1,4 @@
-"""The `orch` command: argparse parsers only; each verb hands typed values to one function."""
+"""The `orch` command: argparse parsers only; each verb hands its typed values to one keyword-only function."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import config
+from .commands import doctor, fleet, jobs, read, sandbox
 from .errors import ExitCode, OrchError
 
 
@@ -25,7 +27,8 @@ def version() -> str:
 
 class _VersionAction(argparse.Action):
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object):
-        super().__init__(option_strings, dest, nargs=0, help="print orch's version")
+        # default=SUPPRESS: no `version` key in the values handed to the verb
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print orch's version")
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         print(f"orch {version()}")
@@ -49,13 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     p = verbs.add_parser("hosts", help="list the fleet's hosts")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
     p.add_argument("--refresh", action="store_true", help="re-read the inventory instead of orch's 5-minute cache")
+    p.set_defaults(func=fleet.hosts)
 
-    verbs.add_parser("doctor", help="check credentials, endpoint, inventory, ssh to each host, local tools")
+    p = verbs.add_parser("doctor", help="check credentials, endpoint, inventory, ssh to each host, local tools")
+    p.set_defaults(func=doctor.doctor)
 
     p = verbs.add_parser("configure", help="apply the host roles (playbooks/configure.yml) to the fleet")
     p.add_argument("--host", help="only this host")
+    p.set_defaults(func=fleet.configure)
 
     p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
     p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")
@@ -65,91 +71,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
     p.add_argument(
         "--secret",
+        dest="secrets",
         action="append",
         default=[],
         metavar="VAR=/ssm/param",
         help="environment variable fetched on the host from SSM Parameter Store (repeatable)",
     )
     p.add_argument("--mem", metavar="SIZE", help="memory cap, e.g. 8G")
+    p.set_defaults(func=jobs.run)
 
     p = verbs.add_parser("status", help="jobs across the fleet")
     p.add_argument("name", metavar="NAME", nargs="?", help="only this job")
-    p.add_argument("--all", action="store_true", help="every job kept on the hosts, not just active and last 24 h")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--all", dest="show_all", action="store_true", help="every job kept on the hosts, not just active and last 24 h"
+    )
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    p.set_defaults(func=read.status)
 
     p = verbs.add_parser("logs", help="print or follow a job's log")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="stream until the job ends; exit with its exit code")
     p.add_argument("-n", "--tail", type=_non_negative, metavar="N", help="only the last N lines")
+    p.set_defaults(func=read.logs)
 
     p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-r", "--read-only", action="store_true", help="attach read-only")
+    p.set_defaults(func=read.attach)
 
     p = verbs.add_parser("stop", help="stop a job (SIGTERM, then SIGKILL after a grace period)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--grace", type=_non_negative, metavar="SECONDS", help="seconds between SIGTERM and SIGKILL")
+    p.set_defaults(func=jobs.stop)
 
     p = verbs.add_parser("rm", help="forget a finished job")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--purge", action="store_true", help="also delete its logs")
+    p.set_defaults(func=jobs.rm)
 
-    verbs.add_parser("ssh-config", help="print Host blocks for ~/.ssh/config so plain `ssh HOST` works")
+    p = verbs.add_parser("ssh-config", help="print Host blocks for ~/.ssh/config so plain `ssh HOST` works")
+    p.set_defaults(func=read.ssh_config)
 
     p = verbs.add_parser("sandbox", help="the local sandbox fleet: moto as AWS, podman containers as hosts")
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--hosts", type=int, default=1, metavar="N", help="how many hosts `up` provisions (default 1)")
+    p.set_defaults(func=sandbox.sandbox)
     return parser
-
-
-def dispatch(args: argparse.Namespace) -> int:
-    from . import config
-
-    if not (args.verb == "sandbox" and args.action == "up"):
-        config.adopt_sandbox(os.environ)  # also for the ansible and ssh processes orch starts
-    settings = config.load()
-    verb = args.verb
-    if verb in ("run", "stop", "rm"):
-        from .commands import jobs
-
-        if verb == "run":
-            return jobs.run(settings, args.name, args.command, args.host, args.cwd, args.env, args.secret, args.mem)
-        if verb == "stop":
-            return jobs.stop(settings, args.name, args.grace)
-        return jobs.rm(settings, args.name, args.purge)
-    if verb in ("status", "logs", "attach", "ssh-config"):
-        from .commands import read
-
-        if verb == "status":
-            return read.status(settings, args.name, args.all, args.json)
-        if verb == "logs":
-            return read.logs(settings, args.name, args.follow, args.tail)
-        if verb == "attach":
-            return read.attach(settings, args.name, args.read_only)
-        return read.ssh_config(settings)
-    from .commands import fleet
-
-    if verb == "hosts":
-        return fleet.hosts(settings, args.json, args.refresh)
-    if verb == "configure":
-        return fleet.configure(settings, args.host)
-    if verb == "sandbox":
-        from .commands import sandbox
-
-        return sandbox.sandbox(settings, args.action, hosts=args.hosts)
-    from .commands import doctor
-
-    return doctor.doctor(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if args.verb is None:
+        values = vars(parser.parse_args(argv))
+        values.pop("verb")
+        func = values.pop("func", None)
+        if func is None:
             parser.print_help(sys.stderr)
             return ExitCode.USAGE
-        return int(dispatch(args))
+        if not (func is sandbox.sandbox and values["action"] == "up"):
+            config.adopt_sandbox(os.environ)  # also for the ansible and ssh processes orch starts
+        # Settings are built here, once, and handed down; the rest of the values are the verb's keyword arguments.
+        return int(func(config.load(), **values))
     except OrchError as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -12,7 +12,7 @@ from ..errors import ExitCode
 from ..transport import agent, inventory, runner
 
 
-def hosts(settings: Settings, as_json: bool = False, refresh: bool = False) -> int:
+def hosts(settings: Settings, *, as_json: bool, refresh: bool) -> int:
     found = inventory.require(settings, refresh=refresh)
     if as_json:
         rows = [{**asdict(h), "ssh_common_args": list(h.ssh_common_args), "address": h.address} for h in found]
@@ -23,7 +23,7 @@ def hosts(settings: Settings, as_json: bool = False, refresh: bool = False) -> i
     return ExitCode.OK
 
 
-def configure(settings: Settings, host: str | None = None) -> int:
+def configure(settings: Settings, *, host: str | None) -> int:
     found = inventory.require(settings)
     if host is not None:
         inventory.find(found, host)

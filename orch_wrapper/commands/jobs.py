@@ -53,13 +53,14 @@ def _job_from(result: RunResult, host: str) -> dict[str, Any]:
 
 def run(
     settings: Settings,
+    *,
     name: str,
     command: str,
-    host: str | None = None,
-    cwd: str | None = None,
-    env: Sequence[str] = (),
-    secrets: Sequence[str] = (),
-    mem: str | None = None,
+    host: str | None,
+    cwd: str | None,
+    env: Sequence[str],
+    secrets: Sequence[str],
+    mem: str | None,
 ) -> int:
     spec = build_spec(name, command, cwd, env, secrets, mem)
     hosts = shared.usable_hosts(settings)
@@ -93,7 +94,7 @@ def _change(settings: Settings, playbook: str, job: Job, extravars: dict[str, An
     return _job_from(result.check(), job.host)
 
 
-def stop(settings: Settings, name: str, grace: int | None = None) -> int:
+def stop(settings: Settings, *, name: str, grace: int | None) -> int:
     validate_name(name)
     job = shared.locate(settings, name)
     if not job.active:
@@ -106,7 +107,7 @@ def stop(settings: Settings, name: str, grace: int | None = None) -> int:
     return ExitCode.OK
 
 
-def rm(settings: Settings, name: str, purge: bool = False) -> int:
+def rm(settings: Settings, *, name: str, purge: bool) -> int:
     validate_name(name)
     job = shared.locate(settings, name)
     if job.active:

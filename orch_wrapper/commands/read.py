@@ -19,7 +19,7 @@ from . import shared
 from .spec import validate_name
 
 
-def status(settings: Settings, name: str | None = None, show_all: bool = False, as_json: bool = False) -> int:
+def status(settings: Settings, *, name: str | None, show_all: bool, as_json: bool) -> int:
     if name is not None:
         validate_name(name)
     hosts = shared.usable_hosts(settings)
@@ -44,7 +44,7 @@ def status(settings: Settings, name: str | None = None, show_all: bool = False, 
     return ExitCode.OK
 
 
-def logs(settings: Settings, name: str, follow: bool = False, tail: int | None = None) -> int:
+def logs(settings: Settings, *, name: str, follow: bool, tail: int | None) -> int:
     validate_name(name)
     hosts = shared.usable_hosts(settings)
     if len(hosts) == 1:
@@ -89,7 +89,7 @@ def logs(settings: Settings, name: str, follow: bool = False, tail: int | None =
     return rc
 
 
-def attach(settings: Settings, name: str, read_only: bool = False) -> int:
+def attach(settings: Settings, *, name: str, read_only: bool) -> int:
     validate_name(name)
     job = shared.locate(settings, name)
     if not job.active:

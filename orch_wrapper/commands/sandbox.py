@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from .. import sandbox as box
 from ..config import Settings
 from ..errors import ExitCode
 
 
-def sandbox(settings: Settings, action: str, hosts: int = 1) -> int:
+def sandbox(settings: Settings, *, action: str, hosts: int) -> int:
+    # Not at the top: the sandbox's modules (urllib, tarfile, podman helpers) are for this verb only.
+    from .. import sandbox as box
+
     if action == "up":
         env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True), hosts=hosts)
         endpoint = (env or {}).get("AWS_ENDPOINT_URL", "")
