@@ -132,9 +132,7 @@ class Bench:
         from orch_wrapper import config
         from orch_wrapper.transport import inventory
 
-        environ = dict(self.env)
-        config.adopt_sandbox(environ)
-        self.settings = config.load(environ)
+        self.settings = config.load(self.env)  # the sandbox's env.json supplies endpoint, fleet and credentials
         self.all_hosts = inventory.load(self.settings)
         if len(self.all_hosts) != self.n_hosts:
             raise RuntimeError(f"the fleet has {len(self.all_hosts)} hosts, expected {self.n_hosts}")
@@ -399,10 +397,7 @@ def _runner_baseline(host: str, out: str) -> None:
     from orch_wrapper import config
     from orch_wrapper.transport import runner
 
-    environ = dict(os.environ)
-    config.adopt_sandbox(environ)
-    os.environ.update(environ)
-    settings = config.load(environ)
+    settings = config.load()  # with the sandbox's endpoint and credentials from its env.json, for the runner too
     kwargs = runner.runner_kwargs(settings, "job_start", {"orch_host": host}, host, lambda event: True)
     kwargs["playbook"] = str(ONE_TASK)
     run = ansible_runner.run(**kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -128,9 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             parser.print_help(sys.stderr)
             return ExitCode.USAGE
-        if not (func is sandbox.sandbox and values["action"] == "up"):
-            config.adopt_sandbox(os.environ)  # also for the ansible and ssh processes orch starts
-        # Settings are built here, once, and handed down; the rest of the values are the verb's keyword arguments.
+        # Settings are built here, once (from the environment and a running sandbox's env.json), and handed down;
+        # the other values are the verb's keyword arguments.
         return int(func(config.load(), **values))
     except OrchError as exc:
         print(f"orch: {exc}", file=sys.stderr)

@@ -1,13 +1,18 @@
-"""Settings from the environment, validated once."""
+"""Settings: built once, from the environment and the running sandbox's env.json, validated once, handed down.
+
+Nothing else reads orch's settings from os.environ, and nothing writes os.environ to hand a setting on: child
+processes get what they need from Settings (transport/ansible_env.py for Ansible, transport/aws.py for boto3).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlparse
 
 from .errors import ExitCode, OrchError
@@ -16,6 +21,16 @@ DEFAULT_REGION = "ap-northeast-1"
 DEFAULT_FLEET = "orch"
 _FLEET_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
+# The AWS variables Ansible and boto3 need besides region and endpoint: who orch is, and where its files are.
+AWS_CHILD_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +39,12 @@ class Settings:
     fleet: str  # ORCH_FLEET: the value of the orch-fleet tag
     region: str
     endpoint: str | None  # AWS_ENDPOINT_URL (moto in the sandbox), None for AWS itself
+    # AWS_CHILD_VARIABLES that are set (profile, credentials, config files): what Ansible and boto3 are given.
+    # Read-only, left out of repr (it may hold a secret key) and of the hash.
+    aws_env: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aws_env", MappingProxyType(dict(self.aws_env)))
 
     @property
     def agent_sock(self) -> Path:
@@ -47,24 +68,24 @@ def home_dir(environ: Mapping[str, str]) -> Path:
     return home if home.is_absolute() else home.resolve()
 
 
-def adopt_sandbox(environ: MutableMapping[str, str]) -> bool:
-    """Point orch at the running sandbox (`ORCH_HOME/sandbox/env.json`, written by `orch sandbox up`) unless the
-    environment names an AWS endpoint or profile of its own. Variables already set are kept. True if adopted."""
+def _sandbox(environ: Mapping[str, str]) -> dict[str, str]:
+    """The running sandbox's variables (`ORCH_HOME/sandbox/env.json`, written by `orch sandbox up`), unless the
+    environment names an AWS endpoint or profile of its own; empty when there is no sandbox."""
     if environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_PROFILE"):
-        return False
+        return {}
     try:
         sandbox = json.loads((home_dir(environ) / "sandbox" / "env.json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
     if not isinstance(sandbox, dict):
-        return False
-    for key, value in sandbox.items():
-        environ.setdefault(str(key), str(value))
-    return True
+        return {}
+    return {str(key): str(value) for key, value in sandbox.items()}
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
+    """Settings from ENVIRON (default os.environ) and the running sandbox: variables ENVIRON sets win."""
+    given = os.environ if environ is None else environ
+    env = {**_sandbox(given), **given}
     home = home_dir(env)
     fleet = env.get("ORCH_FLEET") or DEFAULT_FLEET
     if not _FLEET_RE.fullmatch(fleet):
@@ -87,4 +108,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 hint="use http(s)://host:port, or unset it for AWS",
                 exit_code=ExitCode.CONFIG,
             )
-    return Settings(home=home, fleet=fleet, region=region, endpoint=endpoint)
+    aws_env = {name: env[name] for name in AWS_CHILD_VARIABLES if env.get(name)}
+    return Settings(home=home, fleet=fleet, region=region, endpoint=endpoint, aws_env=aws_env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, un
 from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import read, spec
 from orch_wrapper.errors import ExitCode, OrchError
-from orch_wrapper.transport import agent, inventory, runner, ssh
+from orch_wrapper.transport import agent, ansible_env, aws, inventory, runner, ssh
 
 
 def iso(delta: timedelta) -> str:
@@ -63,6 +64,7 @@ def remote(monkeypatch):
     monkeypatch.setattr(runner, "run_playbook", refuse("runner"))
     monkeypatch.setattr(ssh, "run_host_code", refuse("ssh"))
     monkeypatch.setattr(agent, "ensure", refuse("agent"))
+    monkeypatch.setattr(aws, "session", refuse("aws"))
     monkeypatch.setattr(subprocess, "Popen", refuse("popen"))
     monkeypatch.setattr(read.os, "execvp", refuse("execvp"))
     return calls
@@ -646,13 +648,70 @@ def test_a_running_sandbox_is_adopted_unless_the_environment_names_aws(tmp_path)
     sandbox = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5999", "AWS_ACCESS_KEY_ID": "testing", "ORCH_FLEET": "sandbox"}
     (tmp_path / "sandbox" / "env.json").write_text(json.dumps(sandbox))
     environ = {"ORCH_HOME": str(tmp_path), "ORCH_FLEET": "mine"}
-    assert config.adopt_sandbox(environ) is True
-    assert environ == {**sandbox, "ORCH_HOME": str(tmp_path), "ORCH_FLEET": "mine"}  # set variables are kept
-    assert config.load(environ).endpoint == "http://127.0.0.1:5999"
+    settings = config.load(environ)
+    # every variable of the sandbox is adopted, set variables are kept, and the environment is read, never written
+    assert (settings.endpoint, settings.fleet) == ("http://127.0.0.1:5999", "mine")
+    assert dict(settings.aws_env) == {"AWS_ACCESS_KEY_ID": "testing"}
+    assert environ == {"ORCH_HOME": str(tmp_path), "ORCH_FLEET": "mine"}
     for own in ({"AWS_PROFILE": "work"}, {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}):
         environ = {"ORCH_HOME": str(tmp_path), **own}
-        assert config.adopt_sandbox(environ) is False and environ == {"ORCH_HOME": str(tmp_path), **own}
-    assert config.adopt_sandbox({"ORCH_HOME": str(tmp_path / "elsewhere")}) is False
+        settings = config.load(environ)
+        assert (settings.fleet, settings.endpoint) == ("orch", own.get("AWS_ENDPOINT_URL"))
+        assert dict(settings.aws_env) == {k: v for k, v in own.items() if k == "AWS_PROFILE"}
+        assert environ == {"ORCH_HOME": str(tmp_path), **own}
+    elsewhere = config.load({"ORCH_HOME": str(tmp_path / "elsewhere")})
+    assert (elsewhere.fleet, elsewhere.endpoint, dict(elsewhere.aws_env)) == ("orch", None, {})
+
+
+SANDBOX_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:5999",
+    "AWS_REGION": "us-west-2",
+    "AWS_DEFAULT_REGION": "us-west-2",
+    "ORCH_FLEET": "sandbox",
+}
+
+
+@pytest.fixture
+def sandbox_up(home, monkeypatch):
+    """What `orch sandbox up` leaves: its env.json, and a caller's environment that names no endpoint or fleet."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "ORCH_FLEET"):
+        monkeypatch.delenv(name)
+    (home / "sandbox").mkdir()
+    (home / "sandbox" / "env.json").write_text(json.dumps(SANDBOX_ENV))
+    return home
+
+
+def test_commands_find_the_sandbox_through_env_json(sandbox_up, remote, capsys, monkeypatch):
+    seen = []
+
+    def inventory_list(settings, refresh=False):
+        seen.append(settings)
+        return {"_meta": {"hostvars": {}}}
+
+    monkeypatch.setattr(inventory, "inventory_list", inventory_list)
+    before = dict(os.environ)
+    code, _, err = run_main(capsys, ["hosts", "--refresh"])
+    assert code == ExitCode.NOT_FOUND and "no hosts in fleet sandbox" in err
+    (settings,) = seen
+    assert (settings.fleet, settings.region, settings.endpoint) == ("sandbox", "us-west-2", "http://127.0.0.1:5999")
+    assert dict(os.environ) == before  # the settings travel in Settings, not in the environment
+
+
+def test_the_sandbox_reaches_ansible_and_boto3_through_settings_alone(sandbox_up):
+    before = dict(os.environ)
+    settings = config.load()
+    env = ansible_env.envvars(settings)
+    wanted = {k: v for k, v in SANDBOX_ENV.items() if k != "AWS_DEFAULT_REGION"}  # AWS_REGION says it for Ansible
+    assert {k: env[k] for k in wanted} == wanted
+    assert ansible_env.child_environ(settings)["AWS_SECRET_ACCESS_KEY"] == "testing"
+    credentials = aws.session(settings).get_credentials()
+    assert (credentials.access_key, credentials.secret_key) == ("testing", "testing")
+    ssm = aws.client(settings, "ssm")
+    assert (ssm.meta.endpoint_url, ssm.meta.region_name) == ("http://127.0.0.1:5999", "us-west-2")
+    assert dict(os.environ) == before
+    assert "testing" not in repr(settings)  # credentials stay out of tracebacks and assertion messages
 
 
 def test_doctor_names_an_unreachable_endpoint(home, capsys):

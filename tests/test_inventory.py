@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from orch_wrapper import config
-from orch_wrapper.transport import runner
+from orch_wrapper.transport import ansible_env, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"
@@ -176,12 +176,12 @@ def test_under_orch_the_cache_lives_in_orch_home(fleet, orch_home):
     """ansible-inventory with the environment orch gives it (as `orch hosts --refresh` runs it)."""
     env = {**fleet["env"], "ORCH_HOME": str(orch_home)}
     settings = config.load(env)
-    env.update(runner.envvars(settings, env))
+    env.update(ansible_env.envvars(settings))  # settings loaded from env: its AWS variables included
     plain_cache = Path(fleet["home"]) / ".orch" / "inventory-cache"
     before = cache_files(plain_cache)
     assert sorted(listed(env, "--flush-cache")["_meta"]["hostvars"]) == sorted(fleet["data"]["_meta"]["hostvars"])
     written = cache_files(orch_home / "inventory-cache")
-    assert written and all(name.startswith(runner.cache_prefix(settings)) for name in written), written
+    assert written and all(name.startswith(ansible_env.cache_prefix(settings)) for name in written), written
     assert cache_files(plain_cache) == before  # nothing new under ~/.orch
 
 
@@ -194,7 +194,7 @@ def test_playbooks_run_by_orch_cache_the_inventory_in_orch_home(fleet, orch_home
     result = runner.run_playbook(settings, "job_stop", {"orch_host": "no-such-host", "orch_job_name": "x"})
     assert result.status == "successful", result
     written = cache_files(orch_home / "inventory-cache")
-    assert written and all(name.startswith(runner.cache_prefix(settings)) for name in written), written
+    assert written and all(name.startswith(ansible_env.cache_prefix(settings)) for name in written), written
     assert not list((orch_home / "runner" / "artifacts").rglob("fact_cache/*"))
 
 

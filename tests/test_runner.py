@@ -16,7 +16,7 @@ import pytest
 from orch_wrapper import config, paths
 from orch_wrapper.commands.spec import build_spec, encode_spec
 from orch_wrapper.errors import OrchError
-from orch_wrapper.transport import runner, ssh
+from orch_wrapper.transport import ansible_env, runner, ssh
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
             "SSH_AUTH_SOCK": str(home / "agent.sock"),
             "ORCH_FLEET": "f",
             "AWS_REGION": "ap-northeast-1",
-            "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": runner.cache_prefix(settings),
+            "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": ansible_env.cache_prefix(settings),
             "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(home / "inventory-cache"),
             "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
@@ -122,11 +122,11 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
 
 
 def test_cache_prefix_names_fleet_region_and_endpoint(settings, monkeypatch):
-    first = runner.cache_prefix(settings)
+    first = ansible_env.cache_prefix(settings)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5001")
-    assert runner.cache_prefix(config.load()) != first
+    assert ansible_env.cache_prefix(config.load()) != first
     monkeypatch.setenv("ORCH_FLEET", "g")
-    assert runner.cache_prefix(config.load()).startswith("orch_g_ap-northeast-1_")
+    assert ansible_env.cache_prefix(config.load()).startswith("orch_g_ap-northeast-1_")
 
 
 FAKE_MODULE = """#!/usr/bin/python

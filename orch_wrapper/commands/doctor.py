@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from urllib.parse import urlparse
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..model import Check, Host
-from ..transport import agent, inventory, ssh
+from ..transport import agent, aws, inventory, ssh
 
 TOOLS = ("ssh", "ssh-agent", "ssh-add", "ansible-playbook", "ansible-inventory")
 
@@ -25,17 +24,14 @@ def check_tools() -> list[Check]:
 
 
 def check_region(settings: Settings) -> Check:
-    import boto3
-
-    regions = set(boto3.session.Session().get_available_regions("ec2"))
-    for partition in ("aws-cn", "aws-us-gov"):
-        regions |= set(boto3.session.Session().get_available_regions("ec2", partition_name=partition))
-    if settings.region in regions:
+    if settings.region in aws.known_regions():
         return Check("region", True, settings.region)
     return Check("region", False, f"unknown region {settings.region}", "set AWS_REGION, e.g. ap-northeast-1")
 
 
 def check_endpoint(settings: Settings) -> Check:
+    import socket  # here: the other verbs, which import this module with the parser, do not need it
+
     url = settings.endpoint or f"https://sts.{settings.region}.amazonaws.com"
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -49,13 +45,10 @@ def check_endpoint(settings: Settings) -> Check:
 
 
 def check_credentials(settings: Settings) -> Check:
-    import boto3
     import botocore.exceptions
 
     try:
-        # A fresh session: boto3's default one caches the first credentials it found for the process's life.
-        sts = boto3.session.Session().client("sts", region_name=settings.region, endpoint_url=settings.endpoint)
-        who = sts.get_caller_identity()
+        who = aws.client(settings, "sts").get_caller_identity()
     except botocore.exceptions.NoCredentialsError:
         return Check(
             "AWS credentials", False, "none found", "set AWS_PROFILE or run `aws configure` (or `orch sandbox up`)"

@@ -8,17 +8,17 @@ configure playbook over SSH through that inventory: every host has answered Ansi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import config
+from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..transport import agent, inventory, runner
+from ..transport import agent, aws, inventory, runner
 from . import moto_server, podman
 
 FLEET = "sandbox"
@@ -63,9 +63,11 @@ def container_name(home: Path, host: str) -> str:
     return f"orch-{sandbox_id(home)}-{host}"
 
 
-def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True) -> dict[str, str]:
-    """Bring the sandbox up; return the environment that points orch at it."""
-
+def up(
+    settings: Settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True
+) -> dict[str, str]:
+    """Bring the sandbox up; return the environment that points orch at it (also kept in env.json, where later
+    commands' Settings find it)."""
     state = state_dir(settings.home)
     if (state / "env.json").exists():
         raise OrchError(
@@ -74,9 +76,6 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
     if hosts < 1 or hosts > 20:
         raise OrchError(f"--hosts {hosts} is out of range", hint="use 1 to 20", exit_code=ExitCode.USAGE)
     state.mkdir(parents=True, exist_ok=True)
-    # The playbooks and boto3 read AWS settings from the environment: point it at moto while `up` runs, and leave
-    # the caller's environment as it was (later orch commands find the sandbox through env.json).
-    saved_environ = dict(os.environ)
     try:
         from . import image  # not at the top: `python3 -m orch_wrapper.sandbox.image` runs it as __main__
 
@@ -90,17 +89,16 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
             "AWS_DEFAULT_REGION": settings.region,
             "ORCH_FLEET": FLEET,
         }
-        os.environ.update(env)
-        settings = config.load()
+        # The sandbox's own Settings, handed to everything below; the caller's environment is left as it is.
+        settings = dataclasses.replace(
+            settings, fleet=FLEET, endpoint=endpoint, aws_env={**settings.aws_env, **_FAKE_CREDENTIALS}
+        )
         say(f"provisioning {hosts} host(s) with playbooks/provision.yml")
         runner.run_playbook(
             settings, "provision", {"orch_access": "endpoint", "orch_instance_count": hosts}, on_event=_progress(say)
         ).check()
-        import boto3  # noqa: PLC0415
-
-        aws = boto3.session.Session()  # a session of our own: boto3's default one keeps the first credentials
-        ec2 = aws.client("ec2", endpoint_url=endpoint, region_name=settings.region)
-        ssm = aws.client("ssm", endpoint_url=endpoint, region_name=settings.region)
+        ec2 = aws.client(settings, "ec2")
+        ssm = aws.client(settings, "ssm")
         public_key = _public_key(ssm, FLEET)
         host_env = {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": settings.region}
         ports = []
@@ -133,9 +131,6 @@ def up(settings, say: Callable[[str], None] = print, hosts: int = 1, configure: 
         say("sandbox up failed: tearing down what it started")
         down(settings, quiet=True)
         raise
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_environ)
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[dict], None]:
@@ -160,7 +155,7 @@ def containers(home: Path) -> list[str]:
     return out.stdout.decode().split()
 
 
-def down(settings, quiet: bool = False) -> bool:
+def down(settings: Settings, quiet: bool = False) -> bool:
     """Remove the sandbox's containers, moto server, ssh masters and agent; True if anything was up."""
     state = state_dir(settings.home)
     names = containers(settings.home) if shutil.which("podman") else []
@@ -178,7 +173,7 @@ def down(settings, quiet: bool = False) -> bool:
     return True
 
 
-def _stop_ssh_helpers(settings, ports: list[int]) -> None:
+def _stop_ssh_helpers(settings: Settings, ports: list[int]) -> None:
     """SSH control masters, known host keys and orch's agent belong to hosts that no longer exist."""
     for sock in sorted(settings.control_dir.glob("*")) if settings.control_dir.is_dir() else []:
         subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "sandbox"], capture_output=True, check=False)
@@ -193,7 +188,7 @@ def _stop_ssh_helpers(settings, ports: list[int]) -> None:
     agent.stop(settings)
 
 
-def status(settings) -> dict:
+def status(settings: Settings) -> dict:
     env = environment(settings.home)
     endpoint = (env or {}).get("AWS_ENDPOINT_URL")
     return {"up": env is not None, "endpoint": endpoint, "containers": containers(settings.home)}

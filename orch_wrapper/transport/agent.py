@@ -10,6 +10,7 @@ import subprocess
 
 from ..config import Settings
 from ..errors import ExitCode, OrchError, no_credentials
+from . import aws
 
 KEY_LIFETIME = 3600  # seconds the agent keeps the key (ssh-add -t)
 
@@ -71,13 +72,10 @@ def fingerprint(private_key: bytes) -> str:
 
 def fetch_key(settings: Settings) -> bytes:
     """The fleet's private key from SSM (SecureString, decrypted), kept in memory only."""
-    import boto3
     import botocore.exceptions
 
     try:
-        # A fresh session: boto3's default one caches the first credentials it found for the process's life.
-        client = boto3.session.Session().client("ssm", region_name=settings.region, endpoint_url=settings.endpoint)
-        reply = client.get_parameter(Name=key_parameter(settings), WithDecryption=True)
+        reply = aws.client(settings, "ssm").get_parameter(Name=key_parameter(settings), WithDecryption=True)
     except botocore.exceptions.NoCredentialsError:
         raise no_credentials() from None
     except botocore.exceptions.EndpointConnectionError:

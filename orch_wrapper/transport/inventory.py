@@ -14,6 +14,7 @@ from .. import paths
 from ..config import Settings
 from ..errors import ExitCode, OrchError, no_credentials
 from ..model import Host
+from . import ansible_env
 
 CACHE_TTL = 300  # seconds; `orch hosts --refresh`, sandbox up/down and provisioning drop it
 CACHE_FILE = "fleet.json"
@@ -111,12 +112,10 @@ def _write_cache(settings: Settings, hosts: list[Host]) -> None:
 
 def inventory_list(settings: Settings, refresh: bool = False) -> dict[str, Any]:
     """`ansible-inventory -i <project>/inventory --list`, with errors turned into one-line OrchErrors."""
-    from .runner import envvars  # the same environment Ansible gets for playbooks
-
     cmd = ["ansible-inventory", "-i", str(paths.inventory()), "--list"]
     if refresh:
         cmd.append("--flush-cache")
-    env = {**os.environ, **envvars(settings)}
+    env = ansible_env.child_environ(settings)  # the same environment Ansible gets for playbooks
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     except FileNotFoundError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,48 +9,9 @@ from typing import Any
 from .. import paths
 from ..config import Settings
 from ..model import RunResult
-from . import ssh
+from . import ansible_env
 
 ARTIFACTS_KEPT = 20
-_AWS_PASSTHROUGH = (
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CA_BUNDLE",
-)
-
-
-def cache_prefix(settings: Settings) -> str:
-    endpoint = hashlib.sha256((settings.endpoint or "aws").encode()).hexdigest()[:12]
-    return f"orch_{settings.fleet}_{settings.region}_{endpoint}_"
-
-
-def envvars(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of the ansible-playbook process: orch's agent and ssh options, the project's ansible.cfg, AWS."""
-    env = os.environ if environ is None else environ
-    out = {
-        "ANSIBLE_CONFIG": str(paths.ansible_cfg()),
-        "ANSIBLE_SSH_ARGS": ssh.ansible_ssh_args(settings),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(settings.control_dir),
-        "SSH_AUTH_SOCK": str(settings.agent_sock),
-        "ORCH_FLEET": settings.fleet,
-        "AWS_REGION": settings.region,
-        # The inventory's cache is keyed by its file alone: name the fleet, region and endpoint in the key.
-        "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": cache_prefix(settings),
-        # ...and keep it in ORCH_HOME. This variable beats ansible.cfg's ~/.orch default and the fact cache folder
-        # ansible-runner sets (ANSIBLE_CACHE_PLUGIN_CONNECTION, in each run's artifacts).
-        "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(settings.home / "inventory-cache"),
-        # Under orch a broken inventory is an error, not an empty fleet. (Not in ansible.cfg: there it would also
-        # fail ansible-lint's syntax checks and direct provisioning runs before their own one-line checks.)
-        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
-    }
-    if settings.endpoint:
-        out["AWS_ENDPOINT_URL"] = settings.endpoint
-    out.update({name: env[name] for name in _AWS_PASSTHROUGH if env.get(name)})
-    return out
 
 
 def runner_kwargs(
@@ -69,7 +28,7 @@ def runner_kwargs(
         "playbook": str(paths.playbook(name)),
         "inventory": str(paths.inventory()),
         "extravars": {"orch_fleet": settings.fleet, **extravars},
-        "envvars": envvars(settings),
+        "envvars": ansible_env.envvars(settings),
         "quiet": True,
         "suppress_env_files": True,  # env/extravars files would go stale and keep the environment on disk
         "rotate_artifacts": ARTIFACTS_KEPT,

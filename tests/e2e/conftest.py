@@ -7,6 +7,7 @@ through monkeypatch, so nothing leaks into the other test packages.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ def sandbox_env(tmp_path_factory):
         mp.setenv("ORCH_HOME", str(home))
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "ORCH_FLEET"):
             mp.delenv(name, raising=False)
+        before = dict(os.environ)
         assert main(["sandbox", "up"]) == 0
+        assert dict(os.environ) == before  # up hands its settings down; it never writes the caller's environment
         env = {**sandbox.environment(home), "ORCH_HOME": str(home)}
     yield env
     with pytest.MonkeyPatch.context() as mp:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 from orch_wrapper import config
 from orch_wrapper.cli import main
-from orch_wrapper.transport import runner
+from orch_wrapper.transport import ansible_env
 
 from .conftest import ROOT, orch
 
@@ -19,7 +18,7 @@ def test_ansible_pings_every_host_through_the_dynamic_inventory(env):
         ["ansible", "all", "-i", str(ROOT / "inventory"), "-m", "ansible.builtin.ping", "-o"],
         capture_output=True,
         text=True,
-        env={**os.environ, **runner.envvars(settings)},
+        env=ansible_env.child_environ(settings),
         cwd=ROOT,
         timeout=120,
     )
