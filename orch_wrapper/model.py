@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from orch_host import contract
+
 from .errors import ExitCode, OrchError
 
 ACTIVE = ("QUEUED", "RUNNING")
@@ -132,7 +134,7 @@ def collect(replies: Sequence[HostReply]) -> tuple[list[Job], dict[str, str]]:
 
 
 def tmux_session(job: Job) -> str:
-    return job.tmux_session or "orch-" + job.name.replace(".", ",")
+    return job.tmux_session or contract.session_name(job.name)
 
 
 # --- playbook runs -------------------------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from orch_host import contract
+
 from ..errors import ExitCode, OrchError
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The job-name, variable-name and memory-size rules are the host's (orch_host.contract): one definition for both.
 SSM_PARAM_RE = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
-MEM_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
 
 
 def _usage(message: str, hint: str | None = None) -> OrchError:
@@ -22,12 +22,9 @@ def _usage(message: str, hint: str | None = None) -> OrchError:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name) or ".." in name:
+    if not contract.is_valid_name(name):
         shown = name if len(name) <= 40 else name[:40] + "..."
-        raise _usage(
-            f"invalid job name {json.dumps(shown)}",
-            hint="use 1-63 of a-z 0-9 . _ -, starting with a letter or digit, no '..'",
-        )
+        raise _usage(f"invalid job name {json.dumps(shown)}", hint=contract.NAME_RULE)
     return name
 
 
@@ -51,7 +48,7 @@ def parse_env(items: Iterable[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not VAR_RE.fullmatch(key) or "\0" in value:
+        if not sep or not contract.ENV_NAME_RE.fullmatch(key) or "\0" in value:
             raise _usage(f"invalid --env {json.dumps(item)}", hint="use --env NAME=VALUE with NAME like MY_VAR")
         env[key] = value
     return env
@@ -61,7 +58,7 @@ def parse_secrets(items: Iterable[str]) -> dict[str, str]:
     secrets: dict[str, str] = {}
     for item in items:
         key, sep, param = item.partition("=")
-        if not sep or not VAR_RE.fullmatch(key) or not SSM_PARAM_RE.fullmatch(param) or "//" in param:
+        if not sep or not contract.ENV_NAME_RE.fullmatch(key) or not SSM_PARAM_RE.fullmatch(param) or "//" in param:
             raise _usage(
                 f"invalid --secret {json.dumps(item)}",
                 hint="use --secret VAR=/ssm/parameter/name",
@@ -74,10 +71,10 @@ def parse_mem(value: str | None) -> str | None:
     """`8G`, `512m`, `1.5`? -> normalised `8G`, `512M`; None when not given."""
     if value is None:
         return None
-    match = MEM_RE.fullmatch(value.strip())
-    if not match or int(match.group(1)) == 0:
-        raise _usage(f"invalid --mem {json.dumps(value)}", hint="use a size like 8G or 512M")
-    return f"{int(match.group(1))}{match.group(2).upper()}"
+    try:
+        return contract.memory_size(value)[1]
+    except ValueError:
+        raise _usage(f"invalid --mem {json.dumps(value)}", hint=contract.MEMORY_RULE) from None
 
 
 def build_spec(

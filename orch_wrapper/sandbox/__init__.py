@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from orch_host import contract
+
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..transport import agent, aws, inventory, runner
@@ -52,7 +54,7 @@ def _instances(ec2) -> list[dict]:
 
 def _public_key(ssm, fleet: str) -> str:
     """The fleet key's public half, derived in memory from the private key kept in SSM."""
-    private = ssm.get_parameter(Name=f"/orch/{fleet}/ssh/private-key", WithDecryption=True)["Parameter"]["Value"]
+    private = ssm.get_parameter(Name=contract.ssm_key_parameter(fleet), WithDecryption=True)["Parameter"]["Value"]
     out = subprocess.run(["ssh-keygen", "-y", "-f", "/dev/stdin"], input=private, capture_output=True, text=True)
     if out.returncode != 0:
         raise OrchError("the fleet key in SSM is not a valid private key", hint="run `orch sandbox down` and up again")

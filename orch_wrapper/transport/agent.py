@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 
+from orch_host import contract
+
 from ..config import Settings
 from ..errors import ExitCode, OrchError, no_credentials
 from . import aws
@@ -16,7 +18,7 @@ KEY_LIFETIME = 3600  # seconds the agent keeps the key (ssh-add -t)
 
 
 def key_parameter(settings: Settings) -> str:
-    return f"/orch/{settings.fleet}/ssh/private-key"
+    return contract.ssm_key_parameter(settings.fleet)
 
 
 def _missing(tool: str) -> OrchError:
