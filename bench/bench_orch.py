@@ -68,6 +68,8 @@ class Bench:
         self.runs = runs
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ORCH_"))}
         self.env["ORCH_HOME"] = str(home)
+        # As a user runs orch: with bytecode cached (a shell that sets PYTHONDONTWRITEBYTECODE recompiles every time).
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         self.rows: list[tuple[str, str, str, str, str, str]] = []  # figure, N, value, baseline, ratio, verdict
         self.all_hosts: list = []
@@ -193,7 +195,37 @@ class Bench:
             f"{s / r:.1f}x (<= 10x)",
             s <= 10 * r,
         )
+        # The floor: a Python started on each side, before orch runs a line of its own.
+        floor = median(times["python3 -c pass"]) + median(times["ssh host python3 -c pass"])
+        self.record(
+            "status, 1 host vs floor (python3 -c pass + ssh host python3 -c pass)",
+            self.runs,
+            ms(s),
+            f"floor {ms(floor)}",
+            f"{s / floor:.1f}x (<= 2x)",
+            s <= 2 * floor,
+        )
+        self.status_split()
         return s
+
+    def status_split(self) -> None:
+        """Where `orch status` spends its time, from orch's own marks (ORCH_TIMINGS): start-up is process start to
+        main(); the rest are the phases the code marks, then the exit."""
+        out = self.home / "timings.json"
+        env = {**self.env, "ORCH_TIMINGS": str(out)}
+        split: dict[str, list[float]] = {}
+        for _ in range(self.runs):
+            spawned, start = time.time(), time.perf_counter()
+            subprocess.run(self.orch_argv("status"), cwd=ROOT, env=env, capture_output=True, timeout=300, check=True)
+            total = time.perf_counter() - start
+            data = json.loads(out.read_text())
+            phases = [("start-up (interpreter, orch's imports, to main)", data["entered"] - spawned)] + data["phases"]
+            phases.append(("exit", total - sum(seconds for _, seconds in phases)))
+            for phase, seconds in phases:
+                split.setdefault(phase, []).append(seconds)
+        say(f"  orch status, split (medians of {self.runs}, from orch's own marks):")
+        for phase, values in split.items():
+            say(f"    {phase}: {ms(median(values))}")
 
     def parallel(self, hosts: list, remote: Sequence[str], stdin: bytes | None = None) -> float:
         """Wall time of one ssh per host, all at once, one thread each (as `orch status` runs them)."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import ModuleType
 
-from . import config
-from .commands import doctor, fleet, jobs, read, sandbox
+from . import config, timings
 from .errors import ExitCode, OrchError
 
 
@@ -34,6 +34,50 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+# Each verb module is imported when its verb runs, so a call of orch loads only its own verb's code (people repeat
+# `orch status`: it should start fast).
+def _doctor() -> ModuleType:
+    from .commands import doctor
+
+    return doctor
+
+
+def _fleet() -> ModuleType:
+    from .commands import fleet
+
+    return fleet
+
+
+def _jobs() -> ModuleType:
+    from .commands import jobs
+
+    return jobs
+
+
+def _read() -> ModuleType:
+    from .commands import read
+
+    return read
+
+
+def _sandbox() -> ModuleType:
+    from .commands import sandbox
+
+    return sandbox
+
+
+def _verb(module: Callable[[], ModuleType], name: str) -> Callable[..., int]:
+    """The verb function NAME of the module that MODULE imports, looked up when the verb runs."""
+
+    def verb(settings: config.Settings, **values: object) -> int:
+        func = getattr(module(), name)
+        timings.mark("the verb's imports")
+        return func(settings, **values)
+
+    verb.__qualname__ = f"{module.__name__.lstrip('_')}.{name}"
+    return verb
+
+
 def _non_negative(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
@@ -53,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("hosts", help="list the fleet's hosts")
     p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
     p.add_argument("--refresh", action="store_true", help="re-read the inventory instead of orch's 5-minute cache")
-    p.set_defaults(func=fleet.hosts)
+    p.set_defaults(func=_verb(_fleet, "hosts"))
 
     p = verbs.add_parser("doctor", help="check credentials, endpoint, inventory, ssh to each host, local tools")
-    p.set_defaults(func=doctor.doctor)
+    p.set_defaults(func=_verb(_doctor, "doctor"))
 
     p = verbs.add_parser("configure", help="apply the host roles (playbooks/configure.yml) to the fleet")
     p.add_argument("--host", help="only this host")
-    p.set_defaults(func=fleet.configure)
+    p.set_defaults(func=_verb(_fleet, "configure"))
 
     p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
     p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")
@@ -77,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment variable fetched on the host from SSM Parameter Store (repeatable)",
     )
     p.add_argument("--mem", metavar="SIZE", help="memory cap, e.g. 8G")
-    p.set_defaults(func=jobs.run)
+    p.set_defaults(func=_verb(_jobs, "run"))
 
     p = verbs.add_parser("status", help="jobs across the fleet")
     p.add_argument("name", metavar="NAME", nargs="?", help="only this job")
@@ -85,40 +129,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", dest="show_all", action="store_true", help="every job kept on the hosts, not just active and last 24 h"
     )
     p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
-    p.set_defaults(func=read.status)
+    p.set_defaults(func=_verb(_read, "status"))
 
     p = verbs.add_parser("logs", help="print or follow a job's log")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="stream until the job ends; exit with its exit code")
     p.add_argument("-n", "--tail", type=_non_negative, metavar="N", help="only the last N lines")
-    p.set_defaults(func=read.logs)
+    p.set_defaults(func=_verb(_read, "logs"))
 
     p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-r", "--read-only", action="store_true", help="attach read-only")
-    p.set_defaults(func=read.attach)
+    p.set_defaults(func=_verb(_read, "attach"))
 
     p = verbs.add_parser("stop", help="stop a job (SIGTERM, then SIGKILL after a grace period)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--grace", type=_non_negative, metavar="SECONDS", help="seconds between SIGTERM and SIGKILL")
-    p.set_defaults(func=jobs.stop)
+    p.set_defaults(func=_verb(_jobs, "stop"))
 
     p = verbs.add_parser("rm", help="forget a finished job")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--purge", action="store_true", help="also delete its logs")
-    p.set_defaults(func=jobs.rm)
+    p.set_defaults(func=_verb(_jobs, "rm"))
 
     p = verbs.add_parser("ssh-config", help="print Host blocks for ~/.ssh/config so plain `ssh HOST` works")
-    p.set_defaults(func=read.ssh_config)
+    p.set_defaults(func=_verb(_read, "ssh_config"))
 
     p = verbs.add_parser("sandbox", help="the local sandbox fleet: moto as AWS, podman containers as hosts")
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--hosts", type=int, default=1, metavar="N", help="how many hosts `up` provisions (default 1)")
-    p.set_defaults(func=sandbox.sandbox)
+    p.set_defaults(func=_verb(_sandbox, "sandbox"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    timings.start()
+    try:
+        return _main(argv)
+    finally:
+        timings.write()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         values = vars(parser.parse_args(argv))
@@ -129,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.USAGE
         # Settings are built here, once (from the environment and a running sandbox's env.json), and handed down;
         # the other values are the verb's keyword arguments.
-        return int(func(config.load(), **values))
+        settings = config.load()
+        timings.mark("arguments and settings")
+        return int(func(settings, **values))
     except OrchError as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,4 +1,10 @@
-"""Human output: rich tables and progress, imported lazily so `--json` and `logs` do not pay for rich."""
+"""Human output. The read paths' tables (status, hosts) are aligned columns written here; rich draws configure's
+live progress and summary, imported only there.
+
+Why not rich for the status table: `orch status` is what people repeat, and in one bench run rich's import and
+table cost it ~20 ms of ~110, most of the floor it is measured against (`python3 -c pass` plus `ssh host python3 -c
+pass`, ~25 ms on a quiet machine). Columns of short, known strings need no layout engine.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,15 @@ if TYPE_CHECKING:
 
     from .model import Host, Job
 
-STATE_STYLES = {
-    "RUNNING": "green",
-    "QUEUED": "cyan",
-    "SUCCEEDED": "bold green",
-    "FAILED": "red",
-    "OOM": "bold red",
-    "KILLED": "yellow",
-    "LOST": "magenta",
+# ANSI SGR parameters per job state, on a terminal only
+STATE_COLOURS = {
+    "RUNNING": "32",
+    "QUEUED": "36",
+    "SUCCEEDED": "1;32",
+    "FAILED": "31",
+    "OOM": "1;31",
+    "KILLED": "33",
+    "LOST": "35",
 }
 
 
@@ -94,33 +101,53 @@ def memory_text(job: Job) -> str:
     return f"{used} (uncapped)"
 
 
-def jobs_table(jobs: Iterable[Job], now: datetime) -> Any:
-    from rich.table import Table
+def _colour(out: Any) -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (no-color.org)."""
+    import os
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"):
-        table.add_column(column, justify="right" if column in ("ELAPSED", "MEMORY", "EXIT") else "left", no_wrap=True)
-    for job in jobs:
-        row = job_row(job, now)
-        style = STATE_STYLES.get(job.state, "")
-        row[2] = f"[{style}]{row[2]}[/]" if style else row[2]
-        table.add_row(*row)
-    return table
+    return bool(getattr(out, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def columns(
+    headers: list[str], rows: list[list[str]], right: Iterable[str] = (), colours: list[str | None] | None = None,
+    colour: bool = False,
+) -> str:  # fmt: skip
+    """Rows as aligned columns two spaces apart, headers first; RIGHT names the right-aligned columns. COLOURS gives
+    each row an SGR code for its third cell (the state) when COLOUR is on; widths count the text alone."""
+    table = [headers, *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(*table, strict=True)]
+    flush_right = {i for i, h in enumerate(headers) if h in set(right)}
+    lines = []
+    for n, row in enumerate(table):
+        cells = [
+            c.rjust(w) if i in flush_right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        code = colours[n - 1] if colour and colours and n else None
+        if code:
+            cells[2] = f"\033[{code}m{cells[2]}\033[0m"
+        line = "  ".join(cells).rstrip()
+        lines.append(f"\033[1m{line}\033[0m" if colour and n == 0 else line)
+    return "\n".join(lines) + "\n"
+
+
+JOB_COLUMNS = ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
 
 
 def print_jobs(jobs: Iterable[Job], now: datetime, file: Any = None) -> None:
-    console(file).print(jobs_table(jobs, now))
+    out = file or sys.stdout
+    jobs = list(jobs)
+    rows = [job_row(job, now) for job in jobs]
+    colours = [STATE_COLOURS.get(job.state) for job in jobs]
+    out.write(columns(JOB_COLUMNS, rows, ("ELAPSED", "MEMORY", "EXIT"), colours, _colour(out)))
 
 
 def print_hosts(hosts: Iterable[Host], file: Any = None) -> None:
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "INSTANCE", "TYPE", "STATE", "ADDRESS", "ACCESS"):
-        table.add_column(column, no_wrap=True)
-    for h in hosts:
-        table.add_row(h.name, h.instance_id or "-", h.instance_type or "-", h.state or "-", h.address, h.access or "-")
-    console(file).print(table)
+    out = file or sys.stdout
+    rows = [
+        [h.name, h.instance_id or "-", h.instance_type or "-", h.state or "-", h.address, h.access or "-"]
+        for h in hosts
+    ]
+    out.write(columns(["NAME", "INSTANCE", "TYPE", "STATE", "ADDRESS", "ACCESS"], rows, colour=_colour(out)))
 
 
 class TaskProgress:

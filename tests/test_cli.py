@@ -741,3 +741,42 @@ def test_doctor_names_an_unknown_region(home, capsys, monkeypatch):
     code, out, _ = run_main(capsys, ["doctor"])
     assert code == ExitCode.FAILURE
     assert "FAIL region: unknown region ap-nowhere-9  -> set AWS_REGION, e.g. ap-northeast-1" in out
+
+
+def test_columns_align_and_colour_only_on_request():
+    rows = [["vma-scrape", "f-1", "RUNNING", "2h05m"], ["x", "f-10", "FAILED", "3s"]]
+    plain = ui.columns(["NAME", "HOST", "STATE", "ELAPSED"], rows, right=("ELAPSED",))
+    assert plain.splitlines() == [
+        "NAME        HOST  STATE    ELAPSED",
+        "vma-scrape  f-1   RUNNING    2h05m",
+        "x           f-10  FAILED        3s",
+    ]
+    coloured = ui.columns(["NAME", "HOST", "STATE", "ELAPSED"], rows, ("ELAPSED",), ["32", "31"], colour=True)
+    assert "\033[32mRUNNING\033[0m" in coloured and "\033[31mFAILED \033[0m" in coloured
+    # the escapes take no room: without them the lines are the plain ones
+    import re
+
+    assert re.sub(r"\033\[[0-9;]*m", "", coloured) == plain
+
+
+@pytest.mark.parametrize(("isatty", "no_color", "expected"), [(True, "", True), (True, "1", False), (False, "", False)])
+def test_status_colours_only_a_terminal_without_no_color(monkeypatch, isatty, no_color, expected):
+    monkeypatch.setenv("NO_COLOR", no_color)
+    out = type("Out", (), {"isatty": lambda self: isatty})()
+    assert ui._colour(out) is expected
+
+
+def test_every_verb_hands_its_parsed_values_to_a_keyword_only_function():
+    import inspect
+
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "verb")
+    for verb, sub in subparsers.choices.items():
+        wrapper = sub.get_default("func")
+        module, name = wrapper.__qualname__.split(".")
+        func = getattr(getattr(cli, f"_{module}")(), name)
+        params = list(inspect.signature(func).parameters.values())
+        assert params[0].name == "settings", verb
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), verb
+        dests = {a.dest for a in sub._actions if a.dest not in ("help",)}
+        assert {p.name for p in params[1:]} == dests, verb

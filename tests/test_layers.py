@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("transport", 3, ("orch_wrapper.transport", "orch_wrapper.transport.*", "orch_wrapper.paths")),
     ("ui", 3, ("orch_wrapper.ui",)),
     ("model", 2, ("orch_wrapper.model",)),
-    ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors")),
+    ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors", "orch_wrapper.timings")),
 )
 # The verb modules: they share commands/shared.py and commands/spec.py, never each other's internals.
 VERBS = tuple(f"orch_wrapper.commands.{name}" for name in ("jobs", "read", "fleet", "doctor", "sandbox"))

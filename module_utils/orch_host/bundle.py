@@ -10,19 +10,35 @@ import os
 import pkgutil
 
 PACKAGE = "orch_host"
+# The package's files: what is shipped and hashed (a test checks this against the folder and shipped_modules()).
+FILES = (
+    "__init__.py",
+    "bundle.py",
+    "contract.py",
+    "control.py",
+    "follow.py",
+    "memory.py",
+    "procs.py",
+    "records.py",
+    "script.py",
+    "supervisor.py",
+)
 # Runs the installed copy: python3 -c ENTRY LIBDIR VERB ARGS...
 ENTRY = "import sys; sys.path.insert(0, sys.argv[1]); from orch_host.script import main; sys.exit(main(sys.argv[2:]))"
 
 
 def sources():
-    """{file name: source} of every module of this package, read through its loader (a zip under AnsiballZ)."""
-    # Naming each module here is also what makes Ansible's module finder ship them all with the module.
+    """{file name: source} of every file of this package (FILES), read through its loader (a zip under Ansible)."""
+    package = __name__.rpartition(".")[0]  # orch_host, or ansible.module_utils.orch_host under Ansible
+    return {name: pkgutil.get_data(package, name).decode() for name in FILES}
+
+
+def shipped_modules():
+    """Every module of the package, imported. Ansible packs into a module's payload only the module_utils that code
+    imports; the module calls this before it installs the package, so that its payload holds every file of FILES."""
     from . import bundle, contract, control, follow, memory, procs, records, script, supervisor
 
-    package = __name__.rpartition(".")[0]  # orch_host, or ansible.module_utils.orch_host under Ansible
-    modules = (bundle, contract, control, follow, memory, procs, records, script, supervisor)
-    names = ["__init__.py"] + [m.__name__.rpartition(".")[2] + ".py" for m in modules]
-    return {name: pkgutil.get_data(package, name).decode() for name in sorted(names)}
+    return bundle, contract, control, follow, memory, procs, records, script, supervisor
 
 
 def digest(files):

@@ -130,6 +130,7 @@ def start_job(p, tmux_bin, check_mode):
         if check_mode:
             return True, None, f"would start {name}"
         values = fetch_secrets(secrets)
+        bundle.shipped_modules()
         lib = bundle.install(bundle.sources())
         records.ensure_dir(records.logs_dir(name))
         records.ensure_dir(records.orch_dir("run"), 0o700)

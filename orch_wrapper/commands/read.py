@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from .. import ui
+from .. import timings, ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..model import Host, shown_by_default, tmux_session
@@ -23,6 +23,7 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
     if name is not None:
         validate_name(name)
     hosts = shared.usable_hosts(settings)
+    timings.mark("fleet")
     jobs, errors = shared.query_all(settings, hosts, name)
     now = datetime.now(timezone.utc)
     if name is not None:
@@ -34,6 +35,7 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         sys.stdout.write("\n")
     elif jobs:
         ui.print_jobs(jobs, now)
+    timings.mark("rendering")
     shared.report_unreachable(errors)
     if errors:
         return ExitCode.UNREACHABLE

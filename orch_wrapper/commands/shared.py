@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import ui
+from .. import timings, ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..model import Host, Job, collect
@@ -35,7 +35,9 @@ def load_key(settings: Settings) -> OrchError | None:
 
 def query_all(settings: Settings, hosts: list[Host], name: str | None = None) -> tuple[list[Job], dict[str, str]]:
     agent_error = load_key(settings)
+    timings.mark("agent check")
     jobs, errors = collect(ssh.query(settings, hosts, name))
+    timings.mark("host call")
     if agent_error is not None and len(errors) == len(hosts):
         raise agent_error
     return jobs, errors

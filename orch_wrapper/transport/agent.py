@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import subprocess
+from pathlib import Path
 
 from orch_host import contract
 
@@ -15,6 +16,9 @@ from ..errors import ExitCode, OrchError, no_credentials
 from . import aws
 
 KEY_LIFETIME = 3600  # seconds the agent keeps the key (ssh-add -t)
+# ssh-agent protocol message numbers (draft-miller-ssh-agent): list the keys, and the answer
+_REQUEST_IDENTITIES = 11
+_IDENTITIES_ANSWER = 12
 
 
 def key_parameter(settings: Settings) -> str:
@@ -99,21 +103,53 @@ def fetch_key(settings: Settings) -> bytes:
     return (value if value.endswith("\n") else value + "\n").encode()
 
 
+def listed_fingerprints(sock: Path) -> list[str] | None:
+    """The SHA256 fingerprints of the keys the agent on SOCK holds (what `ssh-add -l` lists), or None when no agent
+    answers there. Asked in-process over the agent protocol (REQUEST_IDENTITIES): `orch status` runs this every
+    time, and a `ssh-add -l` child costs it more than the question does."""
+    import socket
+    import struct
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            conn.connect(str(sock))
+            conn.sendall(struct.pack(">IB", 1, _REQUEST_IDENTITIES))
+            data = b""
+            while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    if data[4] != _IDENTITIES_ANSWER:
+        return None
+    (count,), pos, found = struct.unpack(">I", data[5:9]), 9, []
+    for _key in range(count):
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
+        blob = data[pos + 4 : pos + 4 + size]
+        (comment_size,) = struct.unpack(">I", data[pos + 4 + size : pos + 8 + size])
+        pos += 8 + size + comment_size
+        found.append("SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="))
+    return found
+
+
 def ensure(settings: Settings) -> str:
     """Start orch's agent if nobody answers on its socket and load the fleet key unless it is already there.
 
-    Returns the socket path. Cheap when warm: one `ssh-add -l`.
+    Returns the socket path. Cheap when warm: one question to the agent, no child process.
     """
-    listed = _ssh_add(settings, "-l")
-    if listed.returncode == 2:  # no agent on the socket
+    listed = listed_fingerprints(settings.agent_sock)
+    if listed is None:  # no agent on the socket
         _start_agent(settings)
-        listed = _ssh_add(settings, "-l")
+        listed = listed_fingerprints(settings.agent_sock) or []
     known = settings.home / f"key-{settings.fleet}.fingerprint"  # a public fingerprint, not a secret
     try:
         want = known.read_text().strip()
     except OSError:
         want = ""
-    if want and want in listed.stdout.decode(errors="replace"):
+    if want and want in listed:
         return str(settings.agent_sock)
     key = fetch_key(settings)
     try:

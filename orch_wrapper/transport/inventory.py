@@ -10,11 +10,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .. import paths
 from ..config import Settings
 from ..errors import ExitCode, OrchError, no_credentials
 from ..model import Host
-from . import ansible_env
 
 CACHE_TTL = 300  # seconds; `orch hosts --refresh`, sandbox up/down and provisioning drop it
 CACHE_FILE = "fleet.json"
@@ -112,6 +110,9 @@ def _write_cache(settings: Settings, hosts: list[Host]) -> None:
 
 def inventory_list(settings: Settings, refresh: bool = False) -> dict[str, Any]:
     """`ansible-inventory -i <project>/inventory --list`, with errors turned into one-line OrchErrors."""
+    from .. import paths  # here, not at the top: the read paths use the fleet cache and never start Ansible
+    from . import ansible_env
+
     cmd = ["ansible-inventory", "-i", str(paths.inventory()), "--list"]
     if refresh:
         cmd.append("--flush-cache")

@@ -7,7 +7,6 @@ import json
 import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from orch_host import bundle
 from orch_host.contract import EXIT_UNKNOWN_JOB
@@ -124,6 +123,8 @@ def query(settings: Settings, hosts: Iterable[Host], name: str | None = None) ->
     hosts = list(hosts)
     if len(hosts) == 1:
         return [_query_one(settings, hosts[0], name)]
+    from concurrent.futures import ThreadPoolExecutor  # a one-host fleet does without (and its imports)
+
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
         return list(pool.map(lambda h: _query_one(settings, h, name), hosts))
 

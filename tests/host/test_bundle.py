@@ -17,6 +17,9 @@ PACKAGE_DIR = Path(orch_host.__file__).resolve().parent
 def test_the_bundle_holds_every_file_of_the_package():
     files = bundle.sources()
     assert sorted(files) == sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    # Under Ansible a file travels in the module's payload only if it is imported: shipped_modules() imports them all.
+    shipped = {m.__name__.rpartition(".")[2] + ".py" for m in bundle.shipped_modules()}
+    assert shipped | {"__init__.py"} == set(bundle.FILES)
     assert all(files[name] == (PACKAGE_DIR / name).read_text() for name in files)
 
 
