@@ -8,6 +8,7 @@ overrides both. orch only reads there: its state goes to ORCH_HOME, so a read-on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -26,40 +27,38 @@ def _missing(root: Path) -> list[str]:
     ]
 
 
+def _complete(root: Path, message: Callable[[str], str], hint: str) -> Path:
+    """ROOT, or a one-line error: MESSAGE of the parts that are not there."""
+    missing = _missing(root)
+    if missing:
+        raise OrchError(message(", ".join(missing)), hint=hint, exit_code=ExitCode.CONFIG)
+    return root
+
+
 def project() -> Path:
     """The project root: `ORCH_PROJECT` if set, else the wheel's packaged copy, else the checkout."""
     override = os.environ.get("ORCH_PROJECT")
     if override:
-        root = Path(override).expanduser().resolve()
-        missing = _missing(root)
-        if missing:
-            raise OrchError(
-                f"ORCH_PROJECT={override} is not an orch project: it has no {', '.join(missing)}",
-                hint="point it at the folder holding ansible.cfg and playbooks/, or unset it",
-                exit_code=ExitCode.CONFIG,
-            )
-        return root
+        return _complete(
+            Path(override).expanduser().resolve(),
+            lambda missing: f"ORCH_PROJECT={override} is not an orch project: it has no {missing}",
+            "point it at the folder holding ansible.cfg and playbooks/, or unset it",
+        )
     package = Path(str(resources.files(PACKAGE)))
     packaged = package / "_project"
     checkout = package.parent
     if packaged.is_dir() or not (checkout / "pyproject.toml").is_file():
         # Installed from a wheel: the project must have come with it.
-        missing = _missing(packaged)
-        if missing:
-            raise OrchError(
-                f"orch's install lacks its project data: {', '.join(missing)} missing from {packaged}",
-                hint="reinstall orch from its wheel, or set ORCH_PROJECT to a checkout",
-                exit_code=ExitCode.CONFIG,
-            )
-        return packaged
-    missing = _missing(checkout)
-    if missing:
-        raise OrchError(
-            f"the orch checkout at {checkout} has no {', '.join(missing)}",
-            hint="restore them with git, or set ORCH_PROJECT to a complete checkout",
-            exit_code=ExitCode.CONFIG,
+        return _complete(
+            packaged,
+            lambda missing: f"orch's install lacks its project data: {missing} missing from {packaged}",
+            "reinstall orch from its wheel, or set ORCH_PROJECT to a checkout",
         )
-    return checkout
+    return _complete(
+        checkout,
+        lambda missing: f"the orch checkout at {checkout} has no {missing}",
+        "restore them with git, or set ORCH_PROJECT to a complete checkout",
+    )
 
 
 def ansible_cfg() -> Path:
