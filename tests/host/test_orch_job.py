@@ -438,6 +438,15 @@ def test_memory_figures_are_plausible(jobhost):
     assert stopped["memory_current"] is None
 
 
+def test_a_sigkill_without_a_cap_is_failed_not_oom(jobhost):
+    jobhost.start("killed", "echo up; kill -9 $$")
+    assert jobhost.script("follow", "killed").returncode == 1  # FAILED by a signal; OOM would be 137
+    rec = jobhost.record("killed")
+    assert (rec["state"], rec["signal"], rec["exit_code"]) == ("FAILED", "SIGKILL", None)
+    assert (rec["oom"], rec["oom_cause"], rec["memory_cap"]) == (False, None, "none")
+    assert jobhost.log("killed").rstrip().endswith("[orch] job exited with signal SIGKILL (FAILED)")
+
+
 # --- through Ansible ---------------------------------------------------------------------------------------
 
 
