@@ -311,6 +311,21 @@ def test_a_vanished_supervisor_or_a_reboot_is_lost_never_running(jobhost):
     assert jobhost.start("orphan", "true")["run_id"] != job["run_id"]
 
 
+def test_a_container_restart_a_new_pid_1_on_the_same_boot_is_lost(jobhost):
+    job = jobhost.start("restarted", "sleep 60")
+    path = jobhost.home / "logs/restarted/job.json"
+    rec = json.loads(path.read_text())
+    assert isinstance(rec["init_start"], int) and rec["boot_id"] == boot_id()
+    rec["init_start"] += 1  # the container's PID 1 started at another time: the same kernel, a new container
+    path.write_text(json.dumps(rec))
+    assert jobhost.alive(job["supervisor_pid"])  # only PID 1's start tells: the supervisor's pid still lives
+    rec = jobhost.job("restarted")
+    assert (rec["state"], rec["lost_reason"], rec["memory_current"]) == ("LOST", "host rebooted", None)
+    assert jobhost.module(name="restarted", state="query")["job"]["state"] == "LOST"
+    follow = jobhost.script("follow", "restarted", timeout=30)
+    assert follow.returncode == 1  # contract.EXIT_BY_STATE["LOST"]
+
+
 @pytest.mark.parametrize(
     ("command", "code"),
     [
