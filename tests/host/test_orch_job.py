@@ -18,9 +18,11 @@ from orch_host import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What ARCHITECTURE.md promises every job.json holds.
+# What ARCHITECTURE.md promises every job.json holds ("Host side"), no more and no less; the query adds
+# memory_current.
 RECORD_KEYS = {
     "name",
+    "run_id",
     "command",
     "cwd",
     "host",
@@ -30,14 +32,21 @@ RECORD_KEYS = {
     "exit_code",
     "signal",
     "oom",
+    "oom_cause",
     "memory_max",
+    "memory_cap",
+    "memory_cgroup",
     "memory_peak",
     "pid",
     "pgid",
     "tmux_session",
     "cgroup",
     "boot_id",
+    "init_start",
     "supervisor_pid",
+    "supervisor_start",
+    "secrets",
+    "log",
     "lost_reason",
 }
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
@@ -57,8 +66,9 @@ def test_exit_zero_succeeds_with_a_full_record(jobhost):
     follow = jobhost.script("follow", "ok")
     assert follow.returncode == 0
     assert b"hello" in follow.stdout and b"to-stderr" in follow.stdout
+    assert set(jobhost.record("ok")) == RECORD_KEYS  # the file itself
     rec = jobhost.job("ok")
-    assert RECORD_KEYS <= rec.keys()
+    assert set(rec) == RECORD_KEYS | {"memory_current"}
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0 and rec["signal"] is None
     assert rec["cwd"] == str(jobhost.home / "work")
     assert rec["tmux_session"] == "orch-ok" and rec["boot_id"] == boot_id()
@@ -82,6 +92,7 @@ def test_exit_three_is_failed_and_follow_returns_three(jobhost):
 def test_running_job_duplicate_refused_then_stop_is_killed_and_idempotent(jobhost):
     job = jobhost.start("long", "echo started; exec sleep 60")
     assert job["state"] == "RUNNING" and jobhost.alive(job["pid"])
+    assert set(jobhost.record("long")) == RECORD_KEYS  # the first record, written before the job ends
     assert "orch-long" in jobhost.sessions()
     assert [j["name"] for j in jobhost.query()] == ["long"]
     assert jobhost.job("long")["memory_current"] > 0
