@@ -177,6 +177,13 @@ job:
       description: Whether the memory cap's OOM killer ended the job.
       type: bool
       sample: false
+    oom_cause:
+      description:
+        - "Which limit the OOM killer enforced, null unless RV(job.oom). V(job cap) when the cap's cgroup counted the
+          OOM kill or systemd reports the cap's scope C(oom-kill); V(job cap (inferred: SIGKILL near the cap)) when
+          the job died of SIGKILL at 90% of its cap or more and neither could tell."
+      type: str
+      sample: job cap
     memory_max:
       description: Memory cap in bytes, or null.
       type: int

@@ -119,6 +119,29 @@ def oom_kills(directory):
     return None
 
 
+def cap_holds(directory, memory_max):
+    """Whether the cgroup's limit reads back as MEMORY_MAX bytes (v1 rounds it to pages)."""
+    limit = parse_int(cg_read(directory, CG_LIMIT))
+    return limit is not None and abs(limit - memory_max) < 65536
+
+
+class CgroupWatch:
+    """A capped job's memory cgroup while it runs: the peak seen and the OOM kills counted since the job started."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.base = oom_kills(directory)
+        self.peak = 0
+        self.ooms = 0
+
+    def sample(self):
+        # the files vanish when systemd drops the scope: what was seen before stays
+        self.peak = max(self.peak, parse_int(cg_read(self.directory, CG_PEAK)) or 0)
+        count = oom_kills(self.directory)
+        if count is not None and self.base is not None:
+            self.ooms = max(self.ooms, count - self.base)
+
+
 def systemd_result(unit):
     """Result= of a finished scope (systemd records oom-kill there); None when unknown."""
     import subprocess

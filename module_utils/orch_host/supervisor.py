@@ -18,6 +18,9 @@ from .procs import signal_name, start_ticks
 TICK = 0.5  # exit detection is immediate (pidfd); the tick paces the pane view and sampling
 SAMPLE_EVERY = 2.0  # seconds between memory samples when no cgroup memory.peak exists
 PANE_CHUNK = 16384  # at most this many new log bytes shown in the tmux pane per tick
+# oom_cause: the job's cap (its cgroup counted the kill, or systemd says so), or a guess from a SIGKILL near the cap
+OOM_BY_CAP = "job cap"
+OOM_BY_CAP_INFERRED = "job cap (inferred: SIGKILL near the cap)"
 
 
 class Hangup(Exception):
@@ -93,6 +96,7 @@ def supervise(name):
         "exit_code": None,
         "signal": None,
         "oom": False,
+        "oom_cause": None,
         "memory_max": memory_max,
         "memory_cap": "none" if memory_max is None else cap_reason,
         "memory_peak": None,
@@ -161,8 +165,7 @@ def supervise(name):
         rec["cgroup"] = memory.cgroup_of(pid)
         if scope_argv:
             mcg = memory.memory_cgroup_of(pid)
-            limit = memory.parse_int(memory.cg_read(mcg, memory.CG_LIMIT)) if mcg and unit in mcg else None
-            if limit is not None and abs(limit - memory_max) < 65536:  # v1 rounds to pages
+            if mcg and unit in mcg and memory.cap_holds(mcg, memory_max):
                 rec.update(memory_cap="enforced", memory_cgroup=mcg)
             else:
                 rec["memory_cap"] = "not enforced: the job's scope has no memory limit (controller not delegated)"
@@ -174,35 +177,22 @@ def supervise(name):
             signal.signal(signum, signal.SIG_IGN)
         status, rusage, peak, ooms = end_job(pid, grace)
     rec["ended"] = records.now_iso()
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        rec["signal"] = signal_name(-code)
-    else:
-        rec["exit_code"] = code
     reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
-    peaks = [p for p in (peak, reaped * 1024) if p]
-    rec["memory_peak"] = max(peaks) if peaks else None
-    stopped = (records.read_text(records.stop_file(name), "") or "").strip() == rec["run_id"]
-    oom = bool(ooms)
-    if not oom and rec["memory_cap"] == "enforced" and rec["signal"] == "SIGKILL" and not stopped:
-        # the scope may be gone already: systemd's verdict, else a SIGKILL at the cap is the OOM killer's
-        oom = memory.systemd_result(unit) == "oom-kill" or (rec["memory_peak"] or 0) >= memory_max * 0.9
-    rec["oom"] = oom
-    if hangup:
-        rec.update(
-            state=LOST,
-            lost_reason=f"the supervisor got {hangup} (tmux session closed or host shutting down); job terminated",
+    rec.update(
+        ending(
+            status,
+            stopped=(records.read_text(records.stop_file(name), "") or "").strip() == rec["run_id"],
+            hangup=hangup,
+            capped=rec["memory_cap"] == "enforced",
+            memory_max=memory_max,
+            peak=peak,
+            ooms=ooms,
+            reaped_peak=reaped * 1024,
+            scope_result=lambda: memory.systemd_result(unit),
         )
-    elif stopped:
-        rec["state"] = KILLED
-    elif oom:
-        rec["state"] = OOM
-    elif code == 0:
-        rec["state"] = SUCCEEDED
-    else:
-        rec["state"] = FAILED
-    ending = f"code {code}" if code >= 0 else f"signal {rec['signal']}"
-    os.write(logfd, ("[orch] job exited with {} ({})\n".format(ending, rec["state"])).encode())
+    )
+    how = f"signal {rec['signal']}" if rec["signal"] else f"code {rec['exit_code']}"
+    os.write(logfd, ("[orch] job exited with {} ({})\n".format(how, rec["state"])).encode())
     os.close(logfd)
     records.write_json_atomic(records.job_file(name), rec)
     try:
@@ -210,6 +200,47 @@ def supervise(name):
     except OSError:
         pass
     return 0
+
+
+def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_peak, scope_result):
+    """How the job ended, as the record's fields: exit_code, signal, memory_peak, oom, oom_cause, state, lost_reason.
+
+    STATUS is the job's wait status; STOPPED whether orch stopped this run; HANGUP the signal that ended the
+    supervisor, or None; PEAK the sampled peak in bytes (the cap's cgroup, else the session's); OOMS the OOM kills the
+    cap's cgroup counted; REAPED_PEAK the largest reaped process's peak RSS in bytes; SCOPE_RESULT asks systemd for
+    the cap's scope Result, only when the counters cannot tell.
+    """
+    code = os.waitstatus_to_exitcode(status)
+    end = {
+        "exit_code": code if code >= 0 else None,
+        "signal": signal_name(-code) if code < 0 else None,
+        "lost_reason": None,
+    }
+    peaks = [p for p in (peak, reaped_peak) if p]
+    end["memory_peak"] = max(peaks) if peaks else None
+    oom = bool(ooms)
+    cause = OOM_BY_CAP if oom else None
+    if not oom and capped and end["signal"] == "SIGKILL" and not stopped:
+        # the scope may be gone already: systemd's verdict, else a SIGKILL at the cap is the OOM killer's
+        if scope_result() == "oom-kill":
+            oom, cause = True, OOM_BY_CAP
+        elif (end["memory_peak"] or 0) >= memory_max * 0.9:
+            oom, cause = True, OOM_BY_CAP_INFERRED
+    end.update(oom=oom, oom_cause=cause)
+    if hangup:
+        end.update(
+            state=LOST,
+            lost_reason=f"the supervisor got {hangup} (tmux session closed or host shutting down); job terminated",
+        )
+    elif stopped:
+        end["state"] = KILLED
+    elif oom:
+        end["state"] = OOM
+    elif code == 0:
+        end["state"] = SUCCEEDED
+    else:
+        end["state"] = FAILED
+    return end
 
 
 def _wait_readable(fd, timeout):
@@ -227,21 +258,18 @@ def wait_job(pid, rec, view):
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None  # older kernel or Python: poll instead
-    cgroup = rec["memory_cgroup"] if rec["memory_cap"] == "enforced" else None
-    base_ooms = memory.oom_kills(cgroup) if cgroup else None
-    peak, ooms = 0, 0
+    watch = memory.CgroupWatch(rec["memory_cgroup"]) if rec["memory_cap"] == "enforced" else None
+    peak = 0
     next_sample = time.monotonic() + 0.1  # an early sample, so short jobs get a figure too
     try:
         while True:
-            if cgroup:  # two small reads each wake-up, also right after the child ends (before systemd drops the scope)
-                peak = max(peak, memory.parse_int(memory.cg_read(cgroup, memory.CG_PEAK)) or 0)
-                count = memory.oom_kills(cgroup)
-                if count is not None and base_ooms is not None:
-                    ooms = max(ooms, count - base_ooms)
+            # two small reads each wake-up, also right after the child ends (before systemd drops the scope)
+            if watch is not None:
+                watch.sample()
             got, status, rusage = os.wait4(pid, os.WNOHANG)
             if got == pid:
-                return status, rusage, peak, ooms
-            if not cgroup and time.monotonic() >= next_sample:
+                return (status, rusage, watch.peak, watch.ooms) if watch is not None else (status, rusage, peak, 0)
+            if watch is None and time.monotonic() >= next_sample:
                 peak = max(peak, memory.session_peak(pid))
                 next_sample = time.monotonic() + SAMPLE_EVERY
             view.show()

@@ -18,9 +18,11 @@ from orch_host import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What ARCHITECTURE.md promises every job.json holds.
+# What ARCHITECTURE.md promises every job.json holds ("Host side"), no more and no less; the query adds
+# memory_current.
 RECORD_KEYS = {
     "name",
+    "run_id",
     "command",
     "cwd",
     "host",
@@ -30,14 +32,21 @@ RECORD_KEYS = {
     "exit_code",
     "signal",
     "oom",
+    "oom_cause",
     "memory_max",
+    "memory_cap",
+    "memory_cgroup",
     "memory_peak",
     "pid",
     "pgid",
     "tmux_session",
     "cgroup",
     "boot_id",
+    "init_start",
     "supervisor_pid",
+    "supervisor_start",
+    "secrets",
+    "log",
     "lost_reason",
 }
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
@@ -57,8 +66,9 @@ def test_exit_zero_succeeds_with_a_full_record(jobhost):
     follow = jobhost.script("follow", "ok")
     assert follow.returncode == 0
     assert b"hello" in follow.stdout and b"to-stderr" in follow.stdout
+    assert set(jobhost.record("ok")) == RECORD_KEYS  # the file itself
     rec = jobhost.job("ok")
-    assert RECORD_KEYS <= rec.keys()
+    assert set(rec) == RECORD_KEYS | {"memory_current"}
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0 and rec["signal"] is None
     assert rec["cwd"] == str(jobhost.home / "work")
     assert rec["tmux_session"] == "orch-ok" and rec["boot_id"] == boot_id()
@@ -82,6 +92,7 @@ def test_exit_three_is_failed_and_follow_returns_three(jobhost):
 def test_running_job_duplicate_refused_then_stop_is_killed_and_idempotent(jobhost):
     job = jobhost.start("long", "echo started; exec sleep 60")
     assert job["state"] == "RUNNING" and jobhost.alive(job["pid"])
+    assert set(jobhost.record("long")) == RECORD_KEYS  # the first record, written before the job ends
     assert "orch-long" in jobhost.sessions()
     assert [j["name"] for j in jobhost.query()] == ["long"]
     assert jobhost.job("long")["memory_current"] > 0
@@ -311,6 +322,21 @@ def test_a_vanished_supervisor_or_a_reboot_is_lost_never_running(jobhost):
     assert jobhost.start("orphan", "true")["run_id"] != job["run_id"]
 
 
+def test_a_container_restart_a_new_pid_1_on_the_same_boot_is_lost(jobhost):
+    job = jobhost.start("restarted", "sleep 60")
+    path = jobhost.home / "logs/restarted/job.json"
+    rec = json.loads(path.read_text())
+    assert isinstance(rec["init_start"], int) and rec["boot_id"] == boot_id()
+    rec["init_start"] += 1  # the container's PID 1 started at another time: the same kernel, a new container
+    path.write_text(json.dumps(rec))
+    assert jobhost.alive(job["supervisor_pid"])  # only PID 1's start tells: the supervisor's pid still lives
+    rec = jobhost.job("restarted")
+    assert (rec["state"], rec["lost_reason"], rec["memory_current"]) == ("LOST", "host rebooted", None)
+    assert jobhost.module(name="restarted", state="query")["job"]["state"] == "LOST"
+    follow = jobhost.script("follow", "restarted", timeout=30)
+    assert follow.returncode == 1  # contract.EXIT_BY_STATE["LOST"]
+
+
 @pytest.mark.parametrize(
     ("command", "code"),
     [
@@ -436,6 +462,15 @@ def test_memory_figures_are_plausible(jobhost):
     stopped = jobhost.module(name="mem", state="stopped", grace=5)["job"]
     assert stopped["state"] == "KILLED" and stopped["memory_peak"] >= 80 << 20
     assert stopped["memory_current"] is None
+
+
+def test_a_sigkill_without_a_cap_is_failed_not_oom(jobhost):
+    jobhost.start("killed", "echo up; kill -9 $$")
+    assert jobhost.script("follow", "killed").returncode == 1  # FAILED by a signal; OOM would be 137
+    rec = jobhost.record("killed")
+    assert (rec["state"], rec["signal"], rec["exit_code"]) == ("FAILED", "SIGKILL", None)
+    assert (rec["oom"], rec["oom_cause"], rec["memory_cap"]) == (False, None, "none")
+    assert jobhost.log("killed").rstrip().endswith("[orch] job exited with signal SIGKILL (FAILED)")
 
 
 # --- through Ansible ---------------------------------------------------------------------------------------
