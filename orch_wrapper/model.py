@@ -75,6 +75,7 @@ class Job:
     cwd: str = ""
     tmux_session: str = ""
     lost_reason: str | None = None
+    oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -97,6 +98,7 @@ class Job:
             cwd=str(record.get("cwd") or ""),
             tmux_session=str(record.get("tmux_session") or ""),
             lost_reason=record.get("lost_reason"),
+            oom_cause=record.get("oom_cause"),
         )
 
     @property
