@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,7 +12,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
+from _orch_helpers import (
+    HOST_REPLIES,
+    HOSTVARS,
+    REAL_RECORDS,
+    RECORD_KEYS,
+    check_record,
+    endpoint_host,
+    host,
+    query_reply,
+    record,
+    unsafe,
+)
 
 from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import read, spec
@@ -197,7 +209,7 @@ def allow_run(monkeypatch, host_name, state="RUNNING"):
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
         job_spec = spec.decode_spec(extravars["orch_job_spec_b64"])
-        res = {"changed": True, "job": {"name": job_spec["name"], "state": state}}
+        res = {"changed": True, "job": record(job_spec["name"], state, iso(timedelta(0))), "msg": "started"}
         return model.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
@@ -234,7 +246,10 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
     replies = {
         2201: [record("a", "RUNNING", iso(timedelta(hours=1))), record("b", "RUNNING", iso(timedelta(hours=1)))],
-        2202: [record("c", "RUNNING", iso(timedelta(hours=1))), record("old", "SUCCEEDED", iso(timedelta(days=3)))],
+        2202: [
+            record("c", "RUNNING", iso(timedelta(hours=1))),
+            record("old", "SUCCEEDED", iso(timedelta(days=3)), ended=iso(timedelta(days=3)), exit_code=0),
+        ],
         2203: [record("d", "RUNNING", iso(timedelta(hours=1))), record("e", "QUEUED", iso(timedelta(hours=1)))],
     }
     monkeypatch.setattr(
@@ -294,6 +309,58 @@ def test_empty_fleet_is_a_one_line_error(home, capsys, monkeypatch):
     assert "no hosts in fleet f" in err and "orch sandbox up" in err
 
 
+# --- the fake host replies have the host's shape -----------------------------------------------------------------
+
+
+def documented_record_fields() -> set[str]:
+    """The job.json fields ARCHITECTURE.md promises (the contract's page for them)."""
+    text = (Path(__file__).resolve().parent.parent / "ARCHITECTURE.md").read_text()
+    found = re.search(r"`job\.json` \(written atomically[^)]*\): `([^`]+)`", text)
+    assert found, "ARCHITECTURE.md no longer lists the job.json fields"
+    return {re.sub(r"\(.*\)", "", field).strip() for field in found.group(1).split(",")}
+
+
+def test_fake_records_have_exactly_the_keys_the_host_writes():
+    # tests/fixtures/host_query.json is what the real host package answered: each record has the same keys, the
+    # documented job.json fields and the query's memory_current
+    assert {frozenset(real) for real in REAL_RECORDS} == {RECORD_KEYS}
+    assert RECORD_KEYS == documented_record_fields() | {"memory_current"}
+    by_state = {real["state"]: real for real in REAL_RECORDS}
+    assert set(by_state) == {"RUNNING", "SUCCEEDED", "FAILED", "KILLED"}
+    assert (by_state["KILLED"]["exit_code"], by_state["KILLED"]["signal"]) == (None, "SIGTERM")
+    assert (by_state["FAILED"]["exit_code"], by_state["FAILED"]["signal"]) == (3, None)
+    for real in REAL_RECORDS:
+        assert check_record(real) is real  # the fakes' rules hold for what the host wrote
+    fake = record("x", "KILLED", iso(timedelta(1)), ended=iso(timedelta(0)), signal="SIGKILL")
+    assert set(fake) == RECORD_KEYS
+    assert json.loads(query_reply([fake])).keys() == HOST_REPLIES["query"]["reply"].keys()
+
+
+@pytest.mark.parametrize(
+    ("state", "extra", "problem"),
+    [
+        ("KILLED", {"signal": 15}, "signal 15: the host names it"),
+        ("KILLED", {"exit_code": 143, "signal": "SIGTERM"}, "both exit_code and signal"),
+        ("SUCCEEDED", {"exit_code": None}, "SUCCEEDED without exit code 0"),
+        ("FAILED", {"ended": None, "exit_code": 1}, "FAILED without an end"),
+        ("RUNNING", {"exit_code": 0}, "RUNNING with an end"),
+        ("FAILED", {"memory_current": 1024}, "memory_current of a job that is not running"),
+        ("RUNNING", {"memory_max": "8G"}, "memory_max '8G': the host records bytes"),
+        ("DONE", {}, "state 'DONE'"),
+    ],
+)
+def test_a_fake_record_the_host_would_never_write_is_refused(state, extra, problem):
+    ended = {"ended": iso(timedelta(0)), "exit_code": 0 if state == "SUCCEEDED" else None}
+    values = {**(ended if state not in ("RUNNING", "QUEUED") else {}), **extra}
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        record("x", state, iso(timedelta(1)), **values)
+
+
+def test_a_fake_record_takes_only_the_keys_the_host_writes():
+    with pytest.raises(TypeError, match="memory"):
+        record("x", "RUNNING", iso(timedelta(1)), memory=1)  # a laptop field (model.Job), not the host's
+
+
 # --- orch status ---------------------------------------------------------------------------------------------------
 
 
@@ -329,7 +396,9 @@ def sample() -> dict:
             record(
                 "coupon-backfill", "RUNNING", iso(timedelta(minutes=30)), memory_current=3 * 1024**3 + 300 * 1024**2
             ),
-            record("stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal=15),
+            record(
+                "stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal="SIGTERM"
+            ),
         ],
     }
 
@@ -349,7 +418,7 @@ def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeyp
     assert rows["vma-scrape"][-3:] == ["2h05m", "5.8G", "-"]
     assert rows["coupon-backfill"][-2:] == ["3.3G", "-"]
     assert rows["lros-train"][2] == "FAILED" and rows["lros-train"][-3:] == ["2h00m", "7.0G", "3"]
-    assert rows["stopped-one"][-2:] == ["sig", "15"]
+    assert rows["stopped-one"][-3:] == ["10m00s", "-", "SIGTERM"]  # the host names the signal that ended it
 
 
 @pytest.mark.parametrize(
@@ -400,10 +469,13 @@ def test_status_of_one_job_and_unknown_job(home, remote, capsys, monkeypatch):
     code, out, _ = run_main(capsys, ["status", "vma-scrape"])
     assert code == 0 and "vma-scrape" in out
     assert calls == [("f-1", ["query", "vma-scrape"])]
+    unknown = HOST_REPLIES["query_unknown"]  # the host's `query NAME` of a job it does not have: exit 0, no jobs
+    assert (unknown["argv"], unknown["rc"], unknown["reply"]["jobs"]) == (["query", "nope"], 0, [])
+    reply = json.dumps(unknown["reply"]).encode()
     monkeypatch.setattr(
         ssh,
         "run_host_code",
-        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], 2, b"", b"orch: no job nope\n"),
+        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], unknown["rc"], reply, b""),
     )
     code, _, err = run_main(capsys, ["status", "nope"])
     assert code == ExitCode.NOT_FOUND
@@ -602,13 +674,17 @@ def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatc
     status_replies(monkeypatch, sample())
     calls = []
 
+    stopped = record("coupon-backfill", "KILLED", iso(timedelta(minutes=30)), ended=iso(timedelta(0)), signal="SIGTERM")
+    removed = sample()[2201][1]  # orch_job returns the record it removed
+
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append((name, dict(extravars), limit))
-        return model.RunResult("successful", 0, ok={limit: [{"job": {"state": "KILLED", "exit_code": 143}}]})
+        job = stopped if name == "job_stop" else removed
+        return model.RunResult("successful", 0, ok={limit: [{"changed": True, "job": job, "msg": "done"}]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
     code, out, _ = run_main(capsys, ["stop", "coupon-backfill", "--grace", "3"])
-    assert code == 0 and "coupon-backfill on f-2: KILLED (exit 143)" in out
+    assert code == 0 and "coupon-backfill on f-2: KILLED (SIGTERM)" in out.splitlines()
     code, out, _ = run_main(capsys, ["rm", "lros-train", "--purge"])
     assert code == 0 and "removed lros-train from f-1 with its logs" in out
     assert calls == [
@@ -754,8 +830,6 @@ def test_columns_align_and_colour_only_on_request():
     coloured = ui.columns(["NAME", "HOST", "STATE", "ELAPSED"], rows, ("ELAPSED",), ["32", "31"], colour=True)
     assert "\033[32mRUNNING\033[0m" in coloured and "\033[31mFAILED \033[0m" in coloured
     # the escapes take no room: without them the lines are the plain ones
-    import re
-
     assert re.sub(r"\033\[[0-9;]*m", "", coloured) == plain
 
 
