@@ -377,6 +377,20 @@ def status_replies(monkeypatch, by_port, calls=None):
     monkeypatch.setattr(agent, "ensure", lambda settings: "")
 
 
+def status_table(out: str) -> dict[str, dict[str, str]]:
+    """`orch status`'s table by job name and column: cells are two or more spaces apart (ui.columns), a cell holds
+    single spaces at most (STARTED's date and time, MEMORY's "5.8G (uncapped)")."""
+    header, *lines = out.splitlines()
+    columns = re.split(r" {2,}", header.strip())
+    assert columns == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
+    table = {}
+    for line in lines:
+        cells = re.split(r" {2,}", line.strip())
+        assert len(cells) == len(columns), line
+        table[cells[0]] = dict(zip(columns, cells, strict=True))
+    return table
+
+
 def sample() -> dict:
     """Query replies by ssh port, with times relative to now (built per test: collection may be minutes earlier)."""
     return {
@@ -441,8 +455,8 @@ def test_status_shows_a_memory_cap_only_when_the_host_enforces_it(
     status_replies(monkeypatch, {2201: [job]})
     code, out, _ = run_main(capsys, ["status"])
     assert code == 0
-    row = next(line for line in out.splitlines() if line.startswith("big"))
-    assert row.rstrip().endswith(f"{shown}     -") or f" {shown} " in row, row
+    assert status_table(out)["big"]["MEMORY"] == shown
+    assert status_table(out)["big"]["EXIT"] == "-"
     code, out, _ = run_main(capsys, ["status", "--json"])
     assert json.loads(out)["jobs"][0]["memory_cap"] == memory_cap
 
