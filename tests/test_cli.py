@@ -263,6 +263,29 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     assert calls[0]["extravars"]["orch_host"] == "f-2"
 
 
+def test_run_of_a_finished_job_goes_to_the_host_with_its_latest_history(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
+    hour = iso(timedelta(hours=1))
+    replies = {
+        # the busiest host holds the last run of "train"; an idle one an older run; the third nothing
+        2201: [
+            record("a", "RUNNING", hour),
+            record("b", "RUNNING", hour),
+            record("train", "FAILED", iso(timedelta(hours=3)), ended=iso(timedelta(hours=2)), exit_code=1),
+        ],
+        2202: [record("train", "SUCCEEDED", iso(timedelta(days=3)), ended=iso(timedelta(days=3)), exit_code=0)],
+        2203: [],
+    }
+    queried = []
+    status_replies(monkeypatch, replies, queried)
+    calls = allow_run(monkeypatch, "f-1")
+    code, out, err = run_main(capsys, ["run", "train", "python train.py"])
+    assert code == 0, err
+    assert sorted(queried) == [("f-1", ["query"]), ("f-2", ["query"]), ("f-3", ["query"])]
+    assert [(c["playbook"], c["limit"], c["extravars"]["orch_host"]) for c in calls] == [("job_start", "f-1", "f-1")]
+    assert "train: RUNNING on f-1 (127.0.0.1:2201)" in out
+
+
 def test_run_refuses_a_name_running_on_another_host(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
     replies = {2201: [], 2202: [record("train", "RUNNING", iso(timedelta(minutes=5)))]}
