@@ -80,10 +80,15 @@ def host(access: str, name: str | None = None) -> Host:
     return host_from_hostvars(name or _name(hv), hv)
 
 
-def endpoint_host(name: str, port: int) -> Host:
+def endpoint_hostvars(name: str, port: int) -> dict[str, Any]:
+    """The inventory's hostvars of an endpoint-access host NAME (fleet f) with sshd on 127.0.0.1:PORT."""
     hv = {**HOSTVARS["endpoint"], "ansible_port": port}
     hv["aws_tags"] = {**hv["aws_tags"], "Name": unsafe(name)}
-    return host_from_hostvars(name, hv)
+    return hv
+
+
+def endpoint_host(name: str, port: int) -> Host:
+    return host_from_hostvars(name, endpoint_hostvars(name, port))
 
 
 # What the real host package answers (tests/fixtures/make_host_records.py writes it): every fake below has its shape.

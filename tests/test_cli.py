@@ -6,11 +6,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
+import botocore.exceptions
 import pytest
 from _orch_helpers import (
     HOST_REPLIES,
@@ -19,6 +22,7 @@ from _orch_helpers import (
     RECORD_KEYS,
     check_record,
     endpoint_host,
+    endpoint_hostvars,
     host,
     query_reply,
     record,
@@ -29,6 +33,12 @@ from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import read, spec
 from orch_wrapper.errors import ExitCode, OrchError
 from orch_wrapper.transport import agent, ansible_env, aws, inventory, runner, ssh
+
+# The real ones, before the `remote` fixture replaces them: a test that runs a real child puts them back.
+REAL_POPEN = subprocess.Popen
+REAL_RUN = subprocess.run
+REAL_WHICH = shutil.which
+REAL_AGENT_ENSURE = agent.ensure
 
 
 def iso(delta: timedelta) -> str:
@@ -854,6 +864,153 @@ def test_doctor_names_an_unknown_region(home, capsys, monkeypatch):
     code, out, _ = run_main(capsys, ["doctor"])
     assert code == ExitCode.FAILURE
     assert "FAIL region: unknown region ap-nowhere-9  -> set AWS_REGION, e.g. ap-northeast-1" in out
+
+
+@pytest.fixture
+def doctor_world(home, remote, monkeypatch):
+    """Everything `orch doctor` checks, answering as it should: a test breaks one part. The AWS endpoint is a socket
+    that listens; STS and SSM answer in-process; the fleet (f-1) comes from a fake inventory; orch's agent holds the
+    key; ssh to a host runs `true`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    world = SimpleNamespace(
+        endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}",
+        missing_tools=set(),
+        sts_error=None,
+        fleet_key="",
+        hostvars={"f-1": endpoint_hostvars("f-1", 2201)},
+        ssh_timeout=set(),  # ports whose ssh gets no answer
+        ssh_calls=[],
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", world.endpoint)
+    monkeypatch.setattr(
+        shutil, "which", lambda tool, *a, **k: None if tool in world.missing_tools else REAL_WHICH(tool)
+    )
+
+    def client(settings, service):
+        def get_caller_identity():
+            if world.sts_error is not None:
+                raise world.sts_error
+            return {"UserId": "AIDAEXAMPLE", "Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/dev"}
+
+        def get_parameter(Name, WithDecryption):  # noqa: N803 - boto3's keyword names
+            assert (Name, WithDecryption) == ("/orch/f/ssh/private-key", True)
+            return {"Parameter": {"Name": Name, "Type": "SecureString", "Value": world.fleet_key}}
+
+        return SimpleNamespace(get_caller_identity=get_caller_identity, get_parameter=get_parameter)
+
+    monkeypatch.setattr(aws, "client", client)
+    monkeypatch.setattr(inventory, "inventory_list", lambda s, refresh=False: {"_meta": {"hostvars": world.hostvars}})
+    monkeypatch.setattr(agent, "ensure", lambda settings: str(settings.agent_sock))
+
+    def run(cmd, *args, **kwargs):
+        if cmd[0] != "ssh":
+            return REAL_RUN(cmd, *args, **kwargs)  # through the `remote` fixture's Popen: refused unless allowed
+        port = int(cmd[cmd.index("-p") + 1])
+        world.ssh_calls.append((port, cmd[-2:]))
+        if port in world.ssh_timeout:
+            raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+        return subprocess.CompletedProcess(cmd, 0, b"", b"")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    yield world
+    listener.close()
+
+
+def doctor_healthy(world) -> list[str]:
+    """`orch doctor`'s lines when every check passes, but the last line."""
+    return [
+        "ok   local tools: ssh, ssh-agent, ssh-add, ansible-playbook, ansible-inventory",
+        "ok   region: ap-northeast-1",
+        f"ok   AWS endpoint: {world.endpoint}",
+        "ok   AWS credentials: account 123456789012 (arn:aws:iam::123456789012:user/dev)",
+        "ok   inventory: 1 host(s) in fleet f",
+        "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
+        "ok   ssh f-1: 127.0.0.1:2201 as ec2-user",
+    ]
+
+
+def test_doctor_passes_when_every_check_does(doctor_world, capsys):
+    code, out, err = run_main(capsys, ["doctor"])
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [*doctor_healthy(doctor_world), "all checks passed"]
+    assert doctor_world.ssh_calls == [(2201, ["--", "true"])]
+
+
+def test_doctor_names_missing_local_tools(doctor_world, capsys):
+    doctor_world.missing_tools = {"ssh-add", "ansible-inventory"}
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        "FAIL local tools: missing: ssh-add, ansible-inventory  -> run scripts/install",
+        *doctor_healthy(doctor_world)[1:],
+        "1 check(s) failed",
+    ]
+
+
+def test_doctor_names_rejected_credentials(doctor_world, capsys):
+    error = {
+        "Error": {"Code": "InvalidClientTokenId", "Message": "The security token included in the request is invalid."}
+    }
+    doctor_world.sts_error = botocore.exceptions.ClientError(error, "GetCallerIdentity")
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:3],
+        "FAIL AWS credentials: rejected: InvalidClientTokenId  -> check AWS_PROFILE or run `aws configure`",
+        "1 check(s) failed",
+    ]  # nothing past the credentials is asked with credentials AWS refuses
+
+
+def test_doctor_names_an_empty_fleet(doctor_world, capsys):
+    doctor_world.hostvars = {
+        "g-1": {**HOSTVARS["endpoint"], "aws_tags": {"Name": unsafe("g-1"), "orch-fleet": unsafe("g")}}
+    }
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:4],
+        "FAIL inventory: no hosts in fleet f  -> run `orch sandbox up` or provision",
+        "1 check(s) failed",
+    ]
+    assert doctor_world.ssh_calls == []
+
+
+def test_doctor_names_a_fleet_key_the_agent_will_not_load(doctor_world, home, capsys, monkeypatch):
+    # orch's real agent and ssh-add, handed what SSM holds: not a key
+    doctor_world.fleet_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----"
+    monkeypatch.setattr(subprocess, "Popen", REAL_POPEN)
+    monkeypatch.setattr(agent, "ensure", REAL_AGENT_ENSURE)
+    try:
+        code, out, _ = run_main(capsys, ["doctor"])
+    finally:
+        stopped = agent.stop(config.load())
+    assert stopped  # doctor started orch's own agent
+    assert code == 1
+    *first, fail, last = out.splitlines()
+    assert first == doctor_healthy(doctor_world)[:5] and last == "1 check(s) failed"
+    # ssh-add's own reason after its "(stdin)" differs between OpenSSH builds ("invalid format", "error in libcrypto")
+    assert re.fullmatch(
+        r"FAIL fleet key in orch's agent: ssh-add refused the fleet key: Error loading key \"\(stdin\)\": [^ ].*"
+        r"  -> check the SSM parameter /orch/f/ssh/private-key",
+        fail,
+    ), fail
+    assert not (home / "key-f.fingerprint").exists()
+    assert doctor_world.ssh_calls == []
+
+
+def test_doctor_names_a_host_that_does_not_answer_ssh(doctor_world, capsys):
+    doctor_world.hostvars = {"f-1": endpoint_hostvars("f-1", 2201), "f-2": endpoint_hostvars("f-2", 2202)}
+    doctor_world.ssh_timeout = {2201}
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:4],
+        "ok   inventory: 2 host(s) in fleet f",
+        "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
+        "FAIL ssh f-1: 127.0.0.1:2201: no answer in 20 s  -> start the instance or check the network",
+        "ok   ssh f-2: 127.0.0.1:2202 as ec2-user",  # one silent host does not stop the others' checks
+        "1 check(s) failed",
+    ]
 
 
 def test_columns_align_and_colour_only_on_request():
