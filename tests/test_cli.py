@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -543,6 +545,21 @@ def test_status_with_an_unreachable_host_still_shows_the_others(home, remote, ca
     ]
 
 
+def test_status_json_names_the_unreachable_hosts_and_exits_4(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    replies = {2201: sample()[2201], 2202: (255, b"ssh: connect to host 127.0.0.1 port 2202: Connection refused\n")}
+    status_replies(monkeypatch, replies)
+    code, out, err = run_main(capsys, ["status", "--json"])
+    assert code == 4
+    data = json.loads(out)  # stdout holds the JSON alone; the warning is on stderr
+    assert data["unreachable"] == {"f-2": "ssh: connect to host 127.0.0.1 port 2202: Connection refused"}
+    assert [(j["name"], j["host"]) for j in data["jobs"]] == [("lros-train", "f-1"), ("vma-scrape", "f-1")]
+    assert err.strip().splitlines() == [
+        "orch: warning: f-2 is unreachable: ssh: connect to host 127.0.0.1 port 2202: Connection refused "
+        "(run `orch doctor`)"
+    ]
+
+
 def test_status_skips_stopped_instances_with_a_warning(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), host("public")])
     calls = []
@@ -695,6 +712,42 @@ def test_ssh_config_blocks(home, remote, capsys, monkeypatch):
     assert '  ProxyCommand sh -c "aws ssm start-session --target %h' in block
     assert "ProxyCommand" not in out.split("Host f-2\n")[0]
     assert "BatchMode" not in out  # plain interactive ssh may ask questions
+
+
+def test_logs_follow_ends_its_ssh_and_exits_130_on_ctrl_c(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    started = []
+
+    class Ssh(REAL_POPEN):
+        """ssh's stand-in: a real child that takes the host code on stdin, then waits for the job's end. Ctrl-C (a real
+        SIGINT to this process) comes while orch waits for it."""
+
+        def __init__(self, cmd, **kwargs):
+            started.append((cmd, self))
+            super().__init__(
+                [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(); time.sleep(60)"], **kwargs
+            )
+            self.waits = 0
+
+        def wait(self, timeout=None):
+            self.waits += 1
+            if self.waits == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Ssh)
+    try:
+        code, out, err = run_main(capsys, ["logs", "train", "-f"])
+        ((cmd, child),) = started
+        assert code == 130
+        assert child.returncode == -signal.SIGTERM  # orch ended its ssh: nothing is left following the log
+        assert cmd[0] == "ssh" and cmd[-1].endswith(" follow train --tail 10")
+    finally:
+        for _cmd, child in started:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
