@@ -67,7 +67,7 @@ class Job:
     started: str | None = None
     ended: str | None = None
     exit_code: int | None = None
-    signal: int | None = None
+    signal: str | None = None  # the name of the signal that ended the job ("SIGTERM"), as the host records it
     memory: int | None = None  # bytes now (running) or at peak (finished)
     memory_max: str | int | None = None
     memory_cap: str | None = None  # "none", "enforced", or "not enforced: why" (as the host found it)

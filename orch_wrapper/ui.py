@@ -85,7 +85,7 @@ def job_row(job: Job, now: datetime) -> list[str]:
     if job.exit_code is not None:
         exit_text = str(job.exit_code)
     elif job.signal:
-        exit_text = f"sig {job.signal}"
+        exit_text = job.signal  # the host names it: SIGTERM
     else:
         exit_text = "-"
     return [job.name, job.host, job.state, local_time(started), human_duration(elapsed), memory_text(job), exit_text]

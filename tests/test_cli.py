@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
+import botocore.exceptions
 import pytest
-from _orch_helpers import HOSTVARS, endpoint_host, host, query_reply, record, unsafe
+from _orch_helpers import (
+    HOST_REPLIES,
+    HOSTVARS,
+    REAL_RECORDS,
+    RECORD_KEYS,
+    check_record,
+    endpoint_host,
+    endpoint_hostvars,
+    host,
+    query_reply,
+    record,
+    unsafe,
+)
 
 from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import read, spec
 from orch_wrapper.errors import ExitCode, OrchError
 from orch_wrapper.transport import agent, ansible_env, aws, inventory, runner, ssh
+
+# The real ones, before the `remote` fixture replaces them: a test that runs a real child puts them back.
+REAL_POPEN = subprocess.Popen
+REAL_RUN = subprocess.run
+REAL_WHICH = shutil.which
+REAL_AGENT_ENSURE = agent.ensure
 
 
 def iso(delta: timedelta) -> str:
@@ -197,7 +221,7 @@ def allow_run(monkeypatch, host_name, state="RUNNING"):
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
         job_spec = spec.decode_spec(extravars["orch_job_spec_b64"])
-        res = {"changed": True, "job": {"name": job_spec["name"], "state": state}}
+        res = {"changed": True, "job": record(job_spec["name"], state, iso(timedelta(0))), "msg": "started"}
         return model.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
@@ -234,7 +258,10 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
     replies = {
         2201: [record("a", "RUNNING", iso(timedelta(hours=1))), record("b", "RUNNING", iso(timedelta(hours=1)))],
-        2202: [record("c", "RUNNING", iso(timedelta(hours=1))), record("old", "SUCCEEDED", iso(timedelta(days=3)))],
+        2202: [
+            record("c", "RUNNING", iso(timedelta(hours=1))),
+            record("old", "SUCCEEDED", iso(timedelta(days=3)), ended=iso(timedelta(days=3)), exit_code=0),
+        ],
         2203: [record("d", "RUNNING", iso(timedelta(hours=1))), record("e", "QUEUED", iso(timedelta(hours=1)))],
     }
     monkeypatch.setattr(
@@ -246,6 +273,29 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     code, out, err = run_main(capsys, ["run", "new", "true"])
     assert code == 0, err
     assert calls[0]["extravars"]["orch_host"] == "f-2"
+
+
+def test_run_of_a_finished_job_goes_to_the_host_with_its_latest_history(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
+    hour = iso(timedelta(hours=1))
+    replies = {
+        # the busiest host holds the last run of "train"; an idle one an older run; the third nothing
+        2201: [
+            record("a", "RUNNING", hour),
+            record("b", "RUNNING", hour),
+            record("train", "FAILED", iso(timedelta(hours=3)), ended=iso(timedelta(hours=2)), exit_code=1),
+        ],
+        2202: [record("train", "SUCCEEDED", iso(timedelta(days=3)), ended=iso(timedelta(days=3)), exit_code=0)],
+        2203: [],
+    }
+    queried = []
+    status_replies(monkeypatch, replies, queried)
+    calls = allow_run(monkeypatch, "f-1")
+    code, out, err = run_main(capsys, ["run", "train", "python train.py"])
+    assert code == 0, err
+    assert sorted(queried) == [("f-1", ["query"]), ("f-2", ["query"]), ("f-3", ["query"])]
+    assert [(c["playbook"], c["limit"], c["extravars"]["orch_host"]) for c in calls] == [("job_start", "f-1", "f-1")]
+    assert "train: RUNNING on f-1 (127.0.0.1:2201)" in out
 
 
 def test_run_refuses_a_name_running_on_another_host(home, remote, capsys, monkeypatch):
@@ -294,6 +344,58 @@ def test_empty_fleet_is_a_one_line_error(home, capsys, monkeypatch):
     assert "no hosts in fleet f" in err and "orch sandbox up" in err
 
 
+# --- the fake host replies have the host's shape -----------------------------------------------------------------
+
+
+def documented_record_fields() -> set[str]:
+    """The job.json fields ARCHITECTURE.md promises (the contract's page for them)."""
+    text = (Path(__file__).resolve().parent.parent / "ARCHITECTURE.md").read_text()
+    found = re.search(r"`job\.json` \(written atomically[^)]*\): `([^`]+)`", text)
+    assert found, "ARCHITECTURE.md no longer lists the job.json fields"
+    return {re.sub(r"\(.*\)", "", field).strip() for field in found.group(1).split(",")}
+
+
+def test_fake_records_have_exactly_the_keys_the_host_writes():
+    # tests/fixtures/host_query.json is what the real host package answered: each record has the same keys, the
+    # documented job.json fields and the query's memory_current
+    assert {frozenset(real) for real in REAL_RECORDS} == {RECORD_KEYS}
+    assert RECORD_KEYS == documented_record_fields() | {"memory_current"}
+    by_state = {real["state"]: real for real in REAL_RECORDS}
+    assert set(by_state) == {"RUNNING", "SUCCEEDED", "FAILED", "KILLED"}
+    assert (by_state["KILLED"]["exit_code"], by_state["KILLED"]["signal"]) == (None, "SIGTERM")
+    assert (by_state["FAILED"]["exit_code"], by_state["FAILED"]["signal"]) == (3, None)
+    for real in REAL_RECORDS:
+        assert check_record(real) is real  # the fakes' rules hold for what the host wrote
+    fake = record("x", "KILLED", iso(timedelta(1)), ended=iso(timedelta(0)), signal="SIGKILL")
+    assert set(fake) == RECORD_KEYS
+    assert json.loads(query_reply([fake])).keys() == HOST_REPLIES["query"]["reply"].keys()
+
+
+@pytest.mark.parametrize(
+    ("state", "extra", "problem"),
+    [
+        ("KILLED", {"signal": 15}, "signal 15: the host names it"),
+        ("KILLED", {"exit_code": 143, "signal": "SIGTERM"}, "both exit_code and signal"),
+        ("SUCCEEDED", {"exit_code": None}, "SUCCEEDED without exit code 0"),
+        ("FAILED", {"ended": None, "exit_code": 1}, "FAILED without an end"),
+        ("RUNNING", {"exit_code": 0}, "RUNNING with an end"),
+        ("FAILED", {"memory_current": 1024}, "memory_current of a job that is not running"),
+        ("RUNNING", {"memory_max": "8G"}, "memory_max '8G': the host records bytes"),
+        ("DONE", {}, "state 'DONE'"),
+    ],
+)
+def test_a_fake_record_the_host_would_never_write_is_refused(state, extra, problem):
+    ended = {"ended": iso(timedelta(0)), "exit_code": 0 if state == "SUCCEEDED" else None}
+    values = {**(ended if state not in ("RUNNING", "QUEUED") else {}), **extra}
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        record("x", state, iso(timedelta(1)), **values)
+
+
+def test_a_fake_record_takes_only_the_keys_the_host_writes():
+    with pytest.raises(TypeError, match="memory"):
+        record("x", "RUNNING", iso(timedelta(1)), memory=1)  # a laptop field (model.Job), not the host's
+
+
 # --- orch status ---------------------------------------------------------------------------------------------------
 
 
@@ -308,6 +410,20 @@ def status_replies(monkeypatch, by_port, calls=None):
 
     monkeypatch.setattr(ssh, "run_host_code", fake)
     monkeypatch.setattr(agent, "ensure", lambda settings: "")
+
+
+def status_table(out: str) -> dict[str, dict[str, str]]:
+    """`orch status`'s table by job name and column: cells are two or more spaces apart (ui.columns), a cell holds
+    single spaces at most (STARTED's date and time, MEMORY's "5.8G (uncapped)")."""
+    header, *lines = out.splitlines()
+    columns = re.split(r" {2,}", header.strip())
+    assert columns == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
+    table = {}
+    for line in lines:
+        cells = re.split(r" {2,}", line.strip())
+        assert len(cells) == len(columns), line
+        table[cells[0]] = dict(zip(columns, cells, strict=True))
+    return table
 
 
 def sample() -> dict:
@@ -329,7 +445,9 @@ def sample() -> dict:
             record(
                 "coupon-backfill", "RUNNING", iso(timedelta(minutes=30)), memory_current=3 * 1024**3 + 300 * 1024**2
             ),
-            record("stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal=15),
+            record(
+                "stopped-one", "KILLED", iso(timedelta(minutes=20)), ended=iso(timedelta(minutes=10)), signal="SIGTERM"
+            ),
         ],
     }
 
@@ -349,7 +467,7 @@ def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeyp
     assert rows["vma-scrape"][-3:] == ["2h05m", "5.8G", "-"]
     assert rows["coupon-backfill"][-2:] == ["3.3G", "-"]
     assert rows["lros-train"][2] == "FAILED" and rows["lros-train"][-3:] == ["2h00m", "7.0G", "3"]
-    assert rows["stopped-one"][-2:] == ["sig", "15"]
+    assert rows["stopped-one"][-3:] == ["10m00s", "-", "SIGTERM"]  # the host names the signal that ended it
 
 
 @pytest.mark.parametrize(
@@ -372,8 +490,8 @@ def test_status_shows_a_memory_cap_only_when_the_host_enforces_it(
     status_replies(monkeypatch, {2201: [job]})
     code, out, _ = run_main(capsys, ["status"])
     assert code == 0
-    row = next(line for line in out.splitlines() if line.startswith("big"))
-    assert row.rstrip().endswith(f"{shown}     -") or f" {shown} " in row, row
+    assert status_table(out)["big"]["MEMORY"] == shown
+    assert status_table(out)["big"]["EXIT"] == "-"
     code, out, _ = run_main(capsys, ["status", "--json"])
     assert json.loads(out)["jobs"][0]["memory_cap"] == memory_cap
 
@@ -400,10 +518,13 @@ def test_status_of_one_job_and_unknown_job(home, remote, capsys, monkeypatch):
     code, out, _ = run_main(capsys, ["status", "vma-scrape"])
     assert code == 0 and "vma-scrape" in out
     assert calls == [("f-1", ["query", "vma-scrape"])]
+    unknown = HOST_REPLIES["query_unknown"]  # the host's `query NAME` of a job it does not have: exit 0, no jobs
+    assert (unknown["argv"], unknown["rc"], unknown["reply"]["jobs"]) == (["query", "nope"], 0, [])
+    reply = json.dumps(unknown["reply"]).encode()
     monkeypatch.setattr(
         ssh,
         "run_host_code",
-        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], 2, b"", b"orch: no job nope\n"),
+        lambda s, h, args, timeout=30: subprocess.CompletedProcess([], unknown["rc"], reply, b""),
     )
     code, _, err = run_main(capsys, ["status", "nope"])
     assert code == ExitCode.NOT_FOUND
@@ -418,6 +539,21 @@ def test_status_with_an_unreachable_host_still_shows_the_others(home, remote, ca
     code, out, err = run_main(capsys, ["status"])
     assert code == ExitCode.UNREACHABLE
     assert "vma-scrape" in out and "coupon-backfill" not in out
+    assert err.strip().splitlines() == [
+        "orch: warning: f-2 is unreachable: ssh: connect to host 127.0.0.1 port 2202: Connection refused "
+        "(run `orch doctor`)"
+    ]
+
+
+def test_status_json_names_the_unreachable_hosts_and_exits_4(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202)])
+    replies = {2201: sample()[2201], 2202: (255, b"ssh: connect to host 127.0.0.1 port 2202: Connection refused\n")}
+    status_replies(monkeypatch, replies)
+    code, out, err = run_main(capsys, ["status", "--json"])
+    assert code == 4
+    data = json.loads(out)  # stdout holds the JSON alone; the warning is on stderr
+    assert data["unreachable"] == {"f-2": "ssh: connect to host 127.0.0.1 port 2202: Connection refused"}
+    assert [(j["name"], j["host"]) for j in data["jobs"]] == [("lros-train", "f-1"), ("vma-scrape", "f-1")]
     assert err.strip().splitlines() == [
         "orch: warning: f-2 is unreachable: ssh: connect to host 127.0.0.1 port 2202: Connection refused "
         "(run `orch doctor`)"
@@ -578,6 +714,42 @@ def test_ssh_config_blocks(home, remote, capsys, monkeypatch):
     assert "BatchMode" not in out  # plain interactive ssh may ask questions
 
 
+def test_logs_follow_ends_its_ssh_and_exits_130_on_ctrl_c(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    started = []
+
+    class Ssh(REAL_POPEN):
+        """ssh's stand-in: a real child that takes the host code on stdin, then waits for the job's end. Ctrl-C (a real
+        SIGINT to this process) comes while orch waits for it."""
+
+        def __init__(self, cmd, **kwargs):
+            started.append((cmd, self))
+            super().__init__(
+                [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(); time.sleep(60)"], **kwargs
+            )
+            self.waits = 0
+
+        def wait(self, timeout=None):
+            self.waits += 1
+            if self.waits == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Ssh)
+    try:
+        code, out, err = run_main(capsys, ["logs", "train", "-f"])
+        ((cmd, child),) = started
+        assert code == 130
+        assert child.returncode == -signal.SIGTERM  # orch ended its ssh: nothing is left following the log
+        assert cmd[0] == "ssh" and cmd[-1].endswith(" follow train --tail 10")
+    finally:
+        for _cmd, child in started:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
 def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201)])
     status_replies(monkeypatch, {2201: [record("a.b", "RUNNING", iso(timedelta(minutes=1)))]})
@@ -602,13 +774,17 @@ def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatc
     status_replies(monkeypatch, sample())
     calls = []
 
+    stopped = record("coupon-backfill", "KILLED", iso(timedelta(minutes=30)), ended=iso(timedelta(0)), signal="SIGTERM")
+    removed = sample()[2201][1]  # orch_job returns the record it removed
+
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append((name, dict(extravars), limit))
-        return model.RunResult("successful", 0, ok={limit: [{"job": {"state": "KILLED", "exit_code": 143}}]})
+        job = stopped if name == "job_stop" else removed
+        return model.RunResult("successful", 0, ok={limit: [{"changed": True, "job": job, "msg": "done"}]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
     code, out, _ = run_main(capsys, ["stop", "coupon-backfill", "--grace", "3"])
-    assert code == 0 and "coupon-backfill on f-2: KILLED (exit 143)" in out
+    assert code == 0 and "coupon-backfill on f-2: KILLED (SIGTERM)" in out.splitlines()
     code, out, _ = run_main(capsys, ["rm", "lros-train", "--purge"])
     assert code == 0 and "removed lros-train from f-1 with its logs" in out
     assert calls == [
@@ -743,6 +919,153 @@ def test_doctor_names_an_unknown_region(home, capsys, monkeypatch):
     assert "FAIL region: unknown region ap-nowhere-9  -> set AWS_REGION, e.g. ap-northeast-1" in out
 
 
+@pytest.fixture
+def doctor_world(home, remote, monkeypatch):
+    """Everything `orch doctor` checks, answering as it should: a test breaks one part. The AWS endpoint is a socket
+    that listens; STS and SSM answer in-process; the fleet (f-1) comes from a fake inventory; orch's agent holds the
+    key; ssh to a host runs `true`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    world = SimpleNamespace(
+        endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}",
+        missing_tools=set(),
+        sts_error=None,
+        fleet_key="",
+        hostvars={"f-1": endpoint_hostvars("f-1", 2201)},
+        ssh_timeout=set(),  # ports whose ssh gets no answer
+        ssh_calls=[],
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", world.endpoint)
+    monkeypatch.setattr(
+        shutil, "which", lambda tool, *a, **k: None if tool in world.missing_tools else REAL_WHICH(tool)
+    )
+
+    def client(settings, service):
+        def get_caller_identity():
+            if world.sts_error is not None:
+                raise world.sts_error
+            return {"UserId": "AIDAEXAMPLE", "Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/dev"}
+
+        def get_parameter(Name, WithDecryption):  # noqa: N803 - boto3's keyword names
+            assert (Name, WithDecryption) == ("/orch/f/ssh/private-key", True)
+            return {"Parameter": {"Name": Name, "Type": "SecureString", "Value": world.fleet_key}}
+
+        return SimpleNamespace(get_caller_identity=get_caller_identity, get_parameter=get_parameter)
+
+    monkeypatch.setattr(aws, "client", client)
+    monkeypatch.setattr(inventory, "inventory_list", lambda s, refresh=False: {"_meta": {"hostvars": world.hostvars}})
+    monkeypatch.setattr(agent, "ensure", lambda settings: str(settings.agent_sock))
+
+    def run(cmd, *args, **kwargs):
+        if cmd[0] != "ssh":
+            return REAL_RUN(cmd, *args, **kwargs)  # through the `remote` fixture's Popen: refused unless allowed
+        port = int(cmd[cmd.index("-p") + 1])
+        world.ssh_calls.append((port, cmd[-2:]))
+        if port in world.ssh_timeout:
+            raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+        return subprocess.CompletedProcess(cmd, 0, b"", b"")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    yield world
+    listener.close()
+
+
+def doctor_healthy(world) -> list[str]:
+    """`orch doctor`'s lines when every check passes, but the last line."""
+    return [
+        "ok   local tools: ssh, ssh-agent, ssh-add, ansible-playbook, ansible-inventory",
+        "ok   region: ap-northeast-1",
+        f"ok   AWS endpoint: {world.endpoint}",
+        "ok   AWS credentials: account 123456789012 (arn:aws:iam::123456789012:user/dev)",
+        "ok   inventory: 1 host(s) in fleet f",
+        "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
+        "ok   ssh f-1: 127.0.0.1:2201 as ec2-user",
+    ]
+
+
+def test_doctor_passes_when_every_check_does(doctor_world, capsys):
+    code, out, err = run_main(capsys, ["doctor"])
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [*doctor_healthy(doctor_world), "all checks passed"]
+    assert doctor_world.ssh_calls == [(2201, ["--", "true"])]
+
+
+def test_doctor_names_missing_local_tools(doctor_world, capsys):
+    doctor_world.missing_tools = {"ssh-add", "ansible-inventory"}
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        "FAIL local tools: missing: ssh-add, ansible-inventory  -> run scripts/install",
+        *doctor_healthy(doctor_world)[1:],
+        "1 check(s) failed",
+    ]
+
+
+def test_doctor_names_rejected_credentials(doctor_world, capsys):
+    error = {
+        "Error": {"Code": "InvalidClientTokenId", "Message": "The security token included in the request is invalid."}
+    }
+    doctor_world.sts_error = botocore.exceptions.ClientError(error, "GetCallerIdentity")
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:3],
+        "FAIL AWS credentials: rejected: InvalidClientTokenId  -> check AWS_PROFILE or run `aws configure`",
+        "1 check(s) failed",
+    ]  # nothing past the credentials is asked with credentials AWS refuses
+
+
+def test_doctor_names_an_empty_fleet(doctor_world, capsys):
+    doctor_world.hostvars = {
+        "g-1": {**HOSTVARS["endpoint"], "aws_tags": {"Name": unsafe("g-1"), "orch-fleet": unsafe("g")}}
+    }
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:4],
+        "FAIL inventory: no hosts in fleet f  -> run `orch sandbox up` or provision",
+        "1 check(s) failed",
+    ]
+    assert doctor_world.ssh_calls == []
+
+
+def test_doctor_names_a_fleet_key_the_agent_will_not_load(doctor_world, home, capsys, monkeypatch):
+    # orch's real agent and ssh-add, handed what SSM holds: not a key
+    doctor_world.fleet_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----"
+    monkeypatch.setattr(subprocess, "Popen", REAL_POPEN)
+    monkeypatch.setattr(agent, "ensure", REAL_AGENT_ENSURE)
+    try:
+        code, out, _ = run_main(capsys, ["doctor"])
+    finally:
+        stopped = agent.stop(config.load())
+    assert stopped  # doctor started orch's own agent
+    assert code == 1
+    *first, fail, last = out.splitlines()
+    assert first == doctor_healthy(doctor_world)[:5] and last == "1 check(s) failed"
+    # ssh-add's own reason after its "(stdin)" differs between OpenSSH builds ("invalid format", "error in libcrypto")
+    assert re.fullmatch(
+        r"FAIL fleet key in orch's agent: ssh-add refused the fleet key: Error loading key \"\(stdin\)\": [^ ].*"
+        r"  -> check the SSM parameter /orch/f/ssh/private-key",
+        fail,
+    ), fail
+    assert not (home / "key-f.fingerprint").exists()
+    assert doctor_world.ssh_calls == []
+
+
+def test_doctor_names_a_host_that_does_not_answer_ssh(doctor_world, capsys):
+    doctor_world.hostvars = {"f-1": endpoint_hostvars("f-1", 2201), "f-2": endpoint_hostvars("f-2", 2202)}
+    doctor_world.ssh_timeout = {2201}
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 1
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:4],
+        "ok   inventory: 2 host(s) in fleet f",
+        "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
+        "FAIL ssh f-1: 127.0.0.1:2201: no answer in 20 s  -> start the instance or check the network",
+        "ok   ssh f-2: 127.0.0.1:2202 as ec2-user",  # one silent host does not stop the others' checks
+        "1 check(s) failed",
+    ]
+
+
 def test_columns_align_and_colour_only_on_request():
     rows = [["vma-scrape", "f-1", "RUNNING", "2h05m"], ["x", "f-10", "FAILED", "3s"]]
     plain = ui.columns(["NAME", "HOST", "STATE", "ELAPSED"], rows, right=("ELAPSED",))
@@ -754,8 +1077,6 @@ def test_columns_align_and_colour_only_on_request():
     coloured = ui.columns(["NAME", "HOST", "STATE", "ELAPSED"], rows, ("ELAPSED",), ["32", "31"], colour=True)
     assert "\033[32mRUNNING\033[0m" in coloured and "\033[31mFAILED \033[0m" in coloured
     # the escapes take no room: without them the lines are the plain ones
-    import re
-
     assert re.sub(r"\033\[[0-9;]*m", "", coloured) == plain
 
 

@@ -16,7 +16,7 @@ import pytest
 from orch_wrapper import config, paths
 from orch_wrapper.commands.spec import build_spec, encode_spec
 from orch_wrapper.errors import OrchError
-from orch_wrapper.transport import ansible_env, runner, ssh
+from orch_wrapper.transport import ansible_env, runner
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -88,12 +88,16 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
         "extravars": {"orch_fleet": "f", "orch_host": "f-1", "orch_job_spec_b64": "e30="},
         "envvars": {
             "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-            "ANSIBLE_SSH_ARGS": ssh.ansible_ssh_args(settings),
+            "ANSIBLE_SSH_ARGS": (
+                f"-o BatchMode=yes -o ControlMaster=auto -o ControlPath={home}/cm/%C -o ControlPersist=10m "
+                f"-o ConnectTimeout=5 -o ServerAliveInterval=15 -o IdentityAgent={home}/agent.sock "
+                f"-o IdentitiesOnly=no -o UserKnownHostsFile={home}/known_hosts -o StrictHostKeyChecking=accept-new"
+            ),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(home / "cm"),
             "SSH_AUTH_SOCK": str(home / "agent.sock"),
             "ORCH_FLEET": "f",
             "AWS_REGION": "ap-northeast-1",
-            "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": ansible_env.cache_prefix(settings),
+            "ANSIBLE_INVENTORY_CACHE_PLUGIN_PREFIX": "orch_f_ap-northeast-1_f9413619c309_",
             "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(home / "inventory-cache"),
             "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
@@ -101,7 +105,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
         },
         "quiet": True,
         "suppress_env_files": True,
-        "rotate_artifacts": runner.ARTIFACTS_KEPT,
+        "rotate_artifacts": 20,
         "limit": "f-1",
     }
     assert f"ControlPath={home}/cm/%C" in kwargs["envvars"]["ANSIBLE_SSH_ARGS"]
@@ -122,11 +126,16 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
 
 
 def test_cache_prefix_names_fleet_region_and_endpoint(settings, monkeypatch):
-    first = ansible_env.cache_prefix(settings)
+    # the last part: the first 12 hex digits of the endpoint's SHA-256 ("aws" without one)
+    assert ansible_env.cache_prefix(settings) == "orch_f_ap-northeast-1_f9413619c309_"  # http://127.0.0.1:5000
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5001")
-    assert ansible_env.cache_prefix(config.load()) != first
+    assert ansible_env.cache_prefix(config.load()) == "orch_f_ap-northeast-1_09d233189244_"
     monkeypatch.setenv("ORCH_FLEET", "g")
-    assert ansible_env.cache_prefix(config.load()).startswith("orch_g_ap-northeast-1_")
+    assert ansible_env.cache_prefix(config.load()) == "orch_g_ap-northeast-1_09d233189244_"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert ansible_env.cache_prefix(config.load()) == "orch_g_eu-west-1_09d233189244_"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert ansible_env.cache_prefix(config.load()) == "orch_g_eu-west-1_7d1507284a57_"
 
 
 FAKE_MODULE = """#!/usr/bin/python

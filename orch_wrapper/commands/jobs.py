@@ -48,6 +48,13 @@ def _job_from(result: RunResult, host: str) -> dict[str, Any]:
     return found[-1] if found and isinstance(found[-1], dict) else {}
 
 
+def _ending(record: dict[str, Any]) -> str:
+    """How the job ended, as " (exit 3)" or " (SIGTERM)" (the host records one or the other), else ""."""
+    if record.get("exit_code") is not None:
+        return f" (exit {record['exit_code']})"
+    return f" ({record['signal']})" if record.get("signal") else ""
+
+
 # --- verbs ---------------------------------------------------------------------------------------------------------
 
 
@@ -77,8 +84,7 @@ def run(
     result.check()
     record = _job_from(result, target.name)
     state = record.get("state", "RUNNING")
-    ended = f" (exit {record['exit_code']})" if record.get("exit_code") is not None else ""
-    print(f"{name}: {state}{ended} on {target.name} ({target.address})")
+    print(f"{name}: {state}{_ending(record)} on {target.name} ({target.address})")
     print(f"  follow: orch logs {name} -f")
     print(f"  attach: orch attach {name}")
     return ExitCode.OK
@@ -101,9 +107,7 @@ def stop(settings: Settings, *, name: str, grace: int | None) -> int:
         print(f"{name} on {job.host} already ended ({job.state})")
         return ExitCode.OK
     record = _change(settings, "job_stop", job, {"orch_job_grace": grace} if grace is not None else {})
-    exit_code = record.get("exit_code")
-    code = f" (exit {exit_code})" if exit_code is not None else ""
-    print(f"{name} on {job.host}: {record.get('state', 'KILLED')}{code}")
+    print(f"{name} on {job.host}: {record.get('state', 'KILLED')}{_ending(record)}")
     return ExitCode.OK
 
 
