@@ -20,6 +20,25 @@ from orch_wrapper.cli import main
 from orch_wrapper.transport import inventory, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
+# The marker of the tests that restart and stop the shared sandbox's hosts and finally take the sandbox down.
+FAULTS = "sandbox_faults"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{FAULTS}: breaks the shared sandbox; runs after every other e2e test")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fault tests restart and stop the hosts every other test here uses, and end by removing the sandbox: they
+    run after all of them, in their own order, whatever the file names. (This hook sees the whole session's items:
+    only this package's are reordered, within the places they hold, so they stay together and share one sandbox.)"""
+    here = Path(__file__).resolve().parent
+    places = [i for i, item in enumerate(items) if here in item.path.resolve().parents]
+    ours = [items[i] for i in places]
+    ordered = [item for item in ours if not item.get_closest_marker(FAULTS)]
+    ordered += [item for item in ours if item.get_closest_marker(FAULTS)]
+    for i, item in zip(places, ordered, strict=True):
+        items[i] = item
 
 
 def orch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""Faults on the sandbox, run last: they restart, stop and finally remove its hosts."""
+"""Faults on the sandbox: they restart, stop and finally remove its hosts, so they run after every other e2e test
+(their marker, and the ordering hook in conftest.py), in the order written here."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from orch_wrapper import config, sandbox
 from orch_wrapper.cli import main
 
-from .conftest import container, orch, podman, status_json, wait_state
+from .conftest import FAULTS, container, orch, podman, status_json, wait_state
+
+pytestmark = getattr(pytest.mark, FAULTS)
+
+
+def test_the_fault_tests_run_after_every_other_test_of_the_shared_sandbox(request):
+    items = request.session.items
+    faults = [i for i, item in enumerate(items) if item.get_closest_marker(FAULTS)]
+    users = [i for i, item in enumerate(items) if "sandbox_env" in item.fixturenames and i not in faults]
+    assert not users or not faults or max(users) < min(faults), [items[i].nodeid for i in faults + users]
 
 
 def test_a_host_restart_turns_a_running_job_into_lost(env, capfd, home):
