@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +16,18 @@ from orch_wrapper.cli import main
 from .conftest import FAULTS, container, orch, podman, status_json, wait_state
 
 pytestmark = getattr(pytest.mark, FAULTS)
+
+
+def known_hosts_lines(port: int) -> list[str]:
+    """Lines of ORCH_HOME/known_hosts for the sandbox host on PORT (hashed or not), as ssh itself finds them."""
+    known_hosts = config.load().known_hosts
+    if not known_hosts.exists():
+        return []
+    found = subprocess.run(
+        ["ssh-keygen", "-F", f"[127.0.0.1]:{port}", "-f", str(known_hosts)], capture_output=True, text=True
+    )
+    assert found.returncode in (0, 1), found.stderr  # 1: no such host in the file
+    return [line for line in found.stdout.splitlines() if line and not line.startswith("#")]
 
 
 def test_the_fault_tests_run_after_every_other_test_of_the_shared_sandbox(request):
@@ -58,7 +71,11 @@ def test_sandbox_down_leaves_nothing_behind(env, home):
     ports = sandbox._ports(state)
     moto_pid = int((state / "moto.pid").read_text()) if (state / "moto.pid").exists() else None
     assert ports and moto_pid
+    # Every host was reached over SSH, so its key is in orch's known_hosts; down must take it out, or a later
+    # sandbox's host on the same port (with a new key) would be refused.
+    assert all(known_hosts_lines(port) for port in ports), ports
     assert main(["sandbox", "down"]) == 0
+    assert {port: known_hosts_lines(port) for port in ports} == {port: [] for port in ports}
     assert sandbox.containers(home) == []
     assert not state.exists()
     assert not Path(f"/proc/{moto_pid}").exists()
