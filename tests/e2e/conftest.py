@@ -104,11 +104,15 @@ def wait_state(cap, name: str, states: set[str], timeout: float = 60) -> dict:
         time.sleep(0.5)
 
 
-def host_sh(command: str, host: str = "sandbox-1") -> str:
+def host_sh(command: str, host: str = "sandbox-1", multiplexed: bool = True) -> str:
     """Run a shell command on a sandbox host as its job user, over orch's own SSH path, and return its output.
-    (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)"""
+    (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)
+    With MULTIPLEXED false, over a connection of its own, outside orch's control masters."""
     settings = config.load()
     target = next(h for h in inventory.load(settings) if h.name == host)
-    result = subprocess.run(ssh.argv(settings, target, shell=command), capture_output=True, text=True, timeout=60)
+    argv = ssh.argv(settings, target, shell=command)
+    if not multiplexed:
+        argv = [argv[0], "-S", "none", *argv[1:]]  # ssh takes the first ControlPath it is given
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, (command, result.stderr)
     return result.stdout
