@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -189,6 +190,34 @@ def test_run_logs_status_stop_rm(box, orch):
     # the key went from SSM into orch's agent only
     laptop = Path(box["env"]["ORCH_HOME"])
     leaked = [p for p in laptop.rglob("*") if p.is_file() and b"OPENSSH PRIVATE KEY" in p.read_bytes()]
+    assert leaked == []
+
+
+def test_the_aws_secret_key_stays_out_of_every_file_orch_and_ansible_write(box, orch, monkeypatch):
+    """Real ansible-runner writes its whole environment, AWS_SECRET_ACCESS_KEY included, into
+    artifacts/<id>/command; orch deletes that file after each run. Nothing else may keep the key either."""
+    sentinel = f"sentinel-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", sentinel)
+    assert config.load().aws_env["AWS_SECRET_ACCESS_KEY"] == sentinel  # what the CLI hands Ansible and boto3
+    orch_home, home = Path(box["env"]["ORCH_HOME"]), Path(box["env"]["HOME"])
+    artifacts = orch_home / "runner" / "artifacts"
+    before = set(artifacts.iterdir()) if artifacts.is_dir() else set()
+    code, out, err = orch("run", "creds", "echo creds-ok")
+    assert code == 0, err
+    code, out, err = orch("logs", "creds", "--follow")
+    assert code == 0 and "creds-ok" in out, err
+    code, _, err = orch("rm", "creds", "--purge")
+    assert code == 0, err
+    runs = [p for p in set(artifacts.iterdir()) - before if (p / "stdout").is_file()]
+    assert len(runs) == 2, runs  # run and rm went through ansible-runner, which left their artifacts
+    scanned, leaked = 0, []
+    for top in (orch_home, home, box["host_home"]):
+        for path in top.rglob("*"):
+            if path.is_file():  # regular files only: no sockets, fifos or devices
+                scanned += 1
+                if sentinel.encode() in path.read_bytes():
+                    leaked.append(str(path))
+    assert scanned > 0
     assert leaked == []
 
 

@@ -20,6 +20,25 @@ from orch_wrapper.cli import main
 from orch_wrapper.transport import inventory, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
+# The marker of the tests that restart and stop the shared sandbox's hosts and finally take the sandbox down.
+FAULTS = "sandbox_faults"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{FAULTS}: breaks the shared sandbox; runs after every other e2e test")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fault tests restart and stop the hosts every other test here uses, and end by removing the sandbox: they
+    run after all of them, in their own order, whatever the file names. (This hook sees the whole session's items:
+    only this package's are reordered, within the places they hold, so they stay together and share one sandbox.)"""
+    here = Path(__file__).resolve().parent
+    places = [i for i, item in enumerate(items) if here in item.path.resolve().parents]
+    ours = [items[i] for i in places]
+    ordered = [item for item in ours if not item.get_closest_marker(FAULTS)]
+    ordered += [item for item in ours if item.get_closest_marker(FAULTS)]
+    for i, item in zip(places, ordered, strict=True):
+        items[i] = item
 
 
 def orch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -85,11 +104,15 @@ def wait_state(cap, name: str, states: set[str], timeout: float = 60) -> dict:
         time.sleep(0.5)
 
 
-def host_sh(command: str, host: str = "sandbox-1") -> str:
+def host_sh(command: str, host: str = "sandbox-1", multiplexed: bool = True) -> str:
     """Run a shell command on a sandbox host as its job user, over orch's own SSH path, and return its output.
-    (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)"""
+    (SSH rather than `podman exec`: runc's exec races the host's systemd over the container's cgroups.)
+    With MULTIPLEXED false, over a connection of its own, outside orch's control masters."""
     settings = config.load()
     target = next(h for h in inventory.load(settings) if h.name == host)
-    result = subprocess.run(ssh.argv(settings, target, shell=command), capture_output=True, text=True, timeout=60)
+    argv = ssh.argv(settings, target, shell=command)
+    if not multiplexed:
+        argv = [argv[0], "-S", "none", *argv[1:]]  # ssh takes the first ControlPath it is given
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, (command, result.stderr)
     return result.stdout

@@ -101,14 +101,49 @@ def test_unknown_job_gets_one_line_and_a_non_zero_exit(env):
         assert result.stderr.startswith("orch: ") and len(result.stderr.strip().splitlines()) == 1
 
 
+# What the host says about the "survivor" job's SSH side: the sshd serving this very query, every sshd of the job
+# user, and the logind session scope the job's supervisor (in its tmux server) runs in, with that scope's SubState.
+_SURVIVOR_PROBE = r"""
+echo own $PPID
+echo sshd $(pgrep -u ec2-user -x sshd)
+pid=$(python3 -c 'import json; print(json.load(open("logs/survivor/job.json"))["supervisor_pid"])')
+scope=$(grep -o 'session-[0-9a-z]*[.]scope' "/proc/$pid/cgroup" 2>/dev/null | head -n 1)
+if [ -n "$scope" ]; then echo scope "$scope" "$(systemctl show "$scope" --property=SubState --value)"
+else echo scope -; fi
+"""
+
+
 def test_tmux_sessions_survive_the_ssh_connection_closing(env, capfd, home):
-    assert main(["run", "survivor", "sleep 40"]) == 0
-    # Close every multiplexed connection orch holds, and every sshd session of the job user on the host.
-    for sock in (home / "cm").glob("*"):
-        orch_ssh = ["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "x"]
-        assert subprocess.run(orch_ssh, capture_output=True).returncode in (0, 255)
-    host_sh("(sleep 0.5; sudo pkill -u ec2-user -x sshd) >/dev/null 2>&1 &")
-    time.sleep(2)
+    assert main(["run", "survivor", "sleep 300"]) == 0
+    wait_state(capfd, "survivor", {"RUNNING"})
+    # Close every multiplexed connection orch holds (it started and queried the job through them)...
+    masters = list((home / "cm").glob("*"))
+    assert masters
+    for sock in masters:
+        closed = subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "x"], capture_output=True, text=True)
+        assert closed.returncode == 0 or not sock.exists(), (sock, closed.stderr)  # (or it ended on its own)
+    # ...then drop one from the host's side: orch's next connection (its master stays), killed from another one.
+    own = host_sh("echo $PPID").strip()
+    killed = host_sh(
+        'pids=$(pgrep -u ec2-user -x sshd | grep -vx "$PPID"); kill $pids && echo $pids', multiplexed=False
+    )
+    assert own in killed.split(), (own, killed)
+    deadline = time.monotonic() + 30
+    while any((home / "cm").glob("*")):  # orch's side of the dropped connection notices and goes
+        assert time.monotonic() < deadline, list((home / "cm").glob("*"))
+        time.sleep(0.2)
+    # Until the host shows no sshd of the job user but the one answering, and logind has decided about the session
+    # holding the job's tmux server: released with its processes ("abandoned"), or stopped, and the job with it.
+    while True:
+        probe = {
+            key: value for key, _, value in (line.partition(" ") for line in host_sh(_SURVIVOR_PROBE).splitlines())
+        }
+        settled = probe["scope"] == "-" or probe["scope"].endswith(" abandoned")
+        if probe["sshd"].split() == [probe["own"]] and settled:
+            break
+        assert time.monotonic() < deadline, probe
+        time.sleep(0.5)
+    assert probe["scope"].endswith(" abandoned"), probe
     assert status_json(capfd)["survivor"]["state"] == "RUNNING"
     assert main(["stop", "survivor"]) == 0
 
