@@ -187,6 +187,8 @@ def _stop_ssh_helpers(settings: Settings, ports: list[int]) -> None:
                 capture_output=True,
                 check=False,
             )
+        # ssh-keygen -R keeps the file as it was in known_hosts.old: the removed keys would stay behind there.
+        settings.known_hosts.with_name(settings.known_hosts.name + ".old").unlink(missing_ok=True)
     agent.stop(settings)
 
 

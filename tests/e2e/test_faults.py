@@ -76,6 +76,7 @@ def test_sandbox_down_leaves_nothing_behind(env, home):
     assert all(known_hosts_lines(port) for port in ports), ports
     assert main(["sandbox", "down"]) == 0
     assert {port: known_hosts_lines(port) for port in ports} == {port: [] for port in ports}
+    assert not config.load().known_hosts.with_name("known_hosts.old").exists()  # nor in ssh-keygen -R's backup
     assert sandbox.containers(home) == []
     assert not state.exists()
     assert not Path(f"/proc/{moto_pid}").exists()
