@@ -737,6 +737,9 @@ def test_logs_follow_ends_its_ssh_and_exits_130_on_ctrl_c(home, remote, capsys, 
             return super().wait(timeout)
 
     monkeypatch.setattr(subprocess, "Popen", Ssh)
+    # Ctrl-C as a terminal delivers it, whatever this test process inherited: a process started in the background
+    # by a non-interactive shell (as CI may start the suite) has SIGINT ignored, and Python then raises nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code, out, err = run_main(capsys, ["logs", "train", "-f"])
         ((cmd, child),) = started
@@ -744,6 +747,7 @@ def test_logs_follow_ends_its_ssh_and_exits_130_on_ctrl_c(home, remote, capsys, 
         assert child.returncode == -signal.SIGTERM  # orch ended its ssh: nothing is left following the log
         assert cmd[0] == "ssh" and cmd[-1].endswith(" follow train --tail 10")
     finally:
+        signal.signal(signal.SIGINT, previous)
         for _cmd, child in started:
             if child.poll() is None:
                 child.kill()

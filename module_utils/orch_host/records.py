@@ -6,6 +6,7 @@ installed host code, locks/ one lock per job name, run/ specs passing to supervi
 
 import json
 import os
+import time
 
 from . import memory, procs
 from .contract import LOST, RUNNING
@@ -76,6 +77,12 @@ def boot_id():
     return (read_text("/proc/sys/kernel/random/boot_id", "") or "").strip()
 
 
+# A supervisor whose session went away (SIGHUP) or that was told to end (SIGTERM, as at a shutdown) records this.
+HANGUP_REASON = "the supervisor got {signal} (tmux session closed or host shutting down); job terminated"
+# A job whose supervisor ended this long before the host's PID 1 started again was ended by that restart.
+RESTART_WINDOW = 600.0
+
+
 class HostFacts:
     """What live evidence is compared against: the boot and the start of PID 1 (a container restart changes it)."""
 
@@ -84,6 +91,34 @@ class HostFacts:
         self.boot_id = boot_id()
         self.init_start = procs.start_ticks(1)
 
+    def init_started_at(self):
+        """When PID 1 started, in seconds since the epoch: the kernel's boot time plus PID 1's start ticks."""
+        for line in (read_text("/proc/stat", "") or "").splitlines():
+            if line.startswith("btime ") and self.init_start is not None:
+                return int(line.split()[1]) + self.init_start / os.sysconf("SC_CLK_TCK")
+        return None
+
+
+def restarted(rec, facts):
+    """Whether the host booted, or its PID 1 started again (a container restart), since REC's job started."""
+    return rec.get("boot_id") != facts.boot_id or (
+        rec.get("init_start") is not None and facts.init_start is not None and rec["init_start"] != facts.init_start
+    )
+
+
+def ended_by_restart(rec, facts):
+    """A job its supervisor ended on a hangup shortly before the host came up again: the restart ended it."""
+    if not str(rec.get("lost_reason") or "").startswith(HANGUP_REASON.partition("{")[0]) or not restarted(rec, facts):
+        return False
+    import calendar
+
+    started_at = facts.init_started_at()
+    try:
+        ended = calendar.timegm(time.strptime(rec.get("ended") or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return False
+    return started_at is not None and started_at - RESTART_WINDOW <= ended <= started_at + 1
+
 
 def live_state(rec, facts):
     """Return a copy of the record whose state reflects live evidence (RUNNING only while its supervisor lives)."""
@@ -91,11 +126,11 @@ def live_state(rec, facts):
     rec.setdefault("memory_current", None)
     if rec.get("state") != RUNNING:
         rec["memory_current"] = None
+        if rec.get("state") == LOST and ended_by_restart(rec, facts):
+            rec["lost_reason"] = "host rebooted"  # its supervisor saw the shutdown's SIGTERM; the host says why
         return rec
     reason = None
-    if rec.get("boot_id") != facts.boot_id or (
-        rec.get("init_start") is not None and facts.init_start is not None and rec["init_start"] != facts.init_start
-    ):
+    if restarted(rec, facts):
         reason = "host rebooted"
     elif not procs.alive(rec.get("supervisor_pid"), rec.get("supervisor_start")):
         reason = "supervisor gone"

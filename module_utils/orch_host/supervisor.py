@@ -230,7 +230,7 @@ def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_pe
     if hangup:
         end.update(
             state=LOST,
-            lost_reason=f"the supervisor got {hangup} (tmux session closed or host shutting down); job terminated",
+            lost_reason=records.HANGUP_REASON.format(signal=hangup),
         )
     elif stopped:
         end["state"] = KILLED

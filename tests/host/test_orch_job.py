@@ -11,10 +11,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from orch_host import bundle
+from orch_host import bundle, records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -335,6 +336,29 @@ def test_a_container_restart_a_new_pid_1_on_the_same_boot_is_lost(jobhost):
     assert jobhost.module(name="restarted", state="query")["job"]["state"] == "LOST"
     follow = jobhost.script("follow", "restarted", timeout=30)
     assert follow.returncode == 1  # contract.EXIT_BY_STATE["LOST"]
+
+
+def test_a_job_the_shutdown_ended_reads_lost_because_the_host_rebooted(jobhost):
+    """At a restart the supervisor gets the shutdown's SIGTERM first and records the hangup; once the host is back,
+    a hangup shortly before PID 1 started again was the restart's doing."""
+    job = jobhost.start("shutdown", "sleep 60")
+    os.kill(job["supervisor_pid"], signal.SIGTERM)
+    jobhost.wait_until(lambda: jobhost.record("shutdown")["state"] == "LOST", "the supervisor to record the hangup")
+    hangup = jobhost.record("shutdown")
+    assert hangup["lost_reason"].startswith("the supervisor got SIGTERM")
+    pid1_started = records.HostFacts().init_started_at()
+    path = jobhost.home / "logs/shutdown/job.json"
+
+    def reads(ended: float, init_start: int) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended))
+        path.write_text(json.dumps({**hangup, "ended": stamp, "init_start": init_start}))
+        return jobhost.job("shutdown")["lost_reason"]
+
+    assert reads(pid1_started - 5, hangup["init_start"] + 1) == "host rebooted"
+    # the same hangup with no restart since, long before it, or after PID 1 came up: the supervisor's own words
+    assert reads(pid1_started - 5, hangup["init_start"]) == hangup["lost_reason"]
+    assert reads(pid1_started - 2 * records.RESTART_WINDOW, hangup["init_start"] + 1) == hangup["lost_reason"]
+    assert reads(time.time(), hangup["init_start"] + 1) == hangup["lost_reason"]
 
 
 @pytest.mark.parametrize(
