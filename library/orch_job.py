@@ -13,7 +13,8 @@ description:
   - Each job NAME runs in its own detached tmux session C(orch-NAME) (C(.) becomes C(,) in the session name).
     A small supervisor inside the session starts the command with C(bash -c) in a new process group, appends
     its stdout and stderr to C(~/logs/NAME/run.log) and writes C(~/logs/NAME/job.json) atomically.
-  - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
+  - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(UNKNOWN) (its record cannot be
+    read), C(OOM) (killed by its memory
     cap) and C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
     tmux session was killed). C(RUNNING) is only reported while the supervisor process is alive on the current boot.
   - The work is done by orch's host package (module_utils C(orch_host)); the module installs that package as
@@ -241,6 +242,10 @@ job:
       description: Start time (clock ticks) of the supervisor; beats PID reuse.
       type: int
       sample: 99120
+    error:
+      description: With state C(UNKNOWN), why the job's record cannot be read; the record holds only name, state, error.
+      type: str
+      sample: job.json is not valid JSON (truncated?) (~/logs/train-a/job.json)
     lost_reason:
       description: Why the job is LOST, or null.
       type: str

@@ -76,6 +76,7 @@ class Job:
     tmux_session: str = ""
     lost_reason: str | None = None
     oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
+    error: str | None = None  # with state UNKNOWN: why the host cannot read the job's record
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -99,6 +100,7 @@ class Job:
             tmux_session=str(record.get("tmux_session") or ""),
             lost_reason=record.get("lost_reason"),
             oom_cause=record.get("oom_cause"),
+            error=record.get("error"),
         )
 
     @property

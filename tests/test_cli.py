@@ -1105,3 +1105,20 @@ def test_every_verb_hands_its_parsed_values_to_a_keyword_only_function():
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), verb
         dests = {a.dest for a in sub._actions if a.dest not in ("help",)}
         assert {p.name for p in params[1:]} == dests, verb
+
+
+def test_status_shows_an_unreadable_record_as_unknown_and_says_why(home, remote, capsys, monkeypatch):
+    from orch_host import records as host_records
+
+    seed_fleet([endpoint_host("f-1", 2201)])
+    jobs = [host_records.unreadable("broken", "job.json is empty"), record("fine", "RUNNING", iso(timedelta(1)))]
+    reply = json.dumps({"host": "h", "boot_id": "b", "jobs": jobs}).encode()
+    monkeypatch.setattr(ssh, "run_host_code", lambda *a, **k: subprocess.CompletedProcess([], 0, reply, b""))
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    code, out, err = run_main(capsys, ["status"])
+    assert code == 0
+    table = status_table(out)
+    assert table["broken"]["STATE"] == "UNKNOWN" and table["fine"]["STATE"] == "RUNNING"
+    assert err == (
+        "orch: warning: job broken on f-1: job.json is empty (~/logs/broken/job.json); `orch rm broken` forgets it\n"
+    )

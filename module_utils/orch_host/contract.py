@@ -18,6 +18,7 @@ KILLED = "KILLED"
 OOM = "OOM"
 LOST = "LOST"
 QUEUED = "QUEUED"
+UNKNOWN = "UNKNOWN"  # the job's record cannot be read: the record says why in `error`
 ACTIVE_STATES = (QUEUED, RUNNING)
 
 # Exit statuses of the host's `follow` (and so of `orch logs --follow`): the job's own code when it ended FAILED

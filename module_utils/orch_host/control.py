@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import bundle, records
-from .contract import ENV_NAME_RE, MEMORY_RULE, RUNNING, JobError, memory_size, session_name
+from .contract import ENV_NAME_RE, MEMORY_RULE, RUNNING, UNKNOWN, JobError, memory_size, session_name
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
 
@@ -122,6 +122,12 @@ def start_job(p, tmux_bin, check_mode):
         raise JobError("grace must be 0 or more seconds")
     with NameLock(name, check_mode):
         facts, current = records.query_jobs(name)
+        if current and current[0]["state"] == UNKNOWN:
+            # Its old run may still live, and nothing tells which processes are its own.
+            raise JobError(
+                f"job {name}'s record cannot be read: {current[0]['error']}; "
+                f"forget it with orch rm {name} (which ends its tmux session), then start it again"
+            )
         if current and current[0]["state"] == RUNNING:
             raise JobError(
                 f"job {name} is already running on {facts.host} "

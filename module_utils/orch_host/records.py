@@ -9,7 +9,7 @@ import os
 import time
 
 from . import memory, procs
-from .contract import LOST, RUNNING
+from .contract import LOST, RUNNING, UNKNOWN
 from .procs import read_text
 
 
@@ -63,14 +63,44 @@ def write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
+# Fields the host reads back from a record, by the type they must have (None is allowed for each).
+_STRING_FIELDS = ("name", "run_id", "state", "started", "ended", "boot_id", "memory_cap", "memory_cgroup")
+_INT_FIELDS = ("pid", "pgid", "supervisor_pid", "supervisor_start", "init_start", "memory_max", "memory_peak")
+
+
+def unreadable(name, why):
+    """What a record that cannot be read shows: a job in state UNKNOWN, saying why."""
+    return {"name": name, "state": UNKNOWN, "error": f"{why} (~/logs/{name}/job.json)"}
+
+
 def read_record(name):
-    text = read_text(job_file(name))
-    if text is None:
-        return None
+    """The job's record, None when it has none; a record that cannot be read (not UTF-8, not JSON, not an object,
+    a field of the wrong type, empty) comes back as an UNKNOWN one saying why, so one broken file never hides the
+    other jobs or lets its name start over a run that may still live."""
     try:
-        return json.loads(text)
-    except ValueError:
+        with open(job_file(name), "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        return unreadable(name, f"cannot read job.json: {exc.strerror}")
+    if not raw.strip():
+        return unreadable(name, "job.json is empty")
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return unreadable(name, "job.json is not UTF-8")
+    except ValueError:
+        return unreadable(name, "job.json is not valid JSON (truncated?)")
+    if not isinstance(rec, dict):
+        return unreadable(name, f"job.json holds a JSON {type(rec).__name__}, not a record")
+    for key in _STRING_FIELDS:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return unreadable(name, f"job.json's {key} is not a string")
+    for key in _INT_FIELDS:
+        if rec.get(key) is not None and (not isinstance(rec[key], int) or isinstance(rec[key], bool)):
+            return unreadable(name, f"job.json's {key} is not a whole number")
+    return rec
 
 
 def boot_id():
@@ -148,5 +178,5 @@ def query_jobs(name=None):
         rec = read_record(job_name)
         if rec is not None:
             records.append(live_state(rec, facts))
-    records.sort(key=lambda r: (r.get("started") or "", r.get("name") or ""))
+    records.sort(key=lambda r: (r.get("started") or "", r.get("name") or ""))  # strings: read_record checks
     return facts, memory.add_memory(records)

@@ -194,7 +194,10 @@ def supervise(name):
     how = f"signal {rec['signal']}" if rec["signal"] else f"code {rec['exit_code']}"
     os.write(logfd, ("[orch] job exited with {} ({})\n".format(how, rec["state"])).encode())
     os.close(logfd)
-    records.write_json_atomic(records.job_file(name), rec)
+    current = records.read_record(name)
+    if current is None or current.get("run_id") in (rec["run_id"], None):
+        records.write_json_atomic(records.job_file(name), rec)
+    # else a newer run of the name owns the record now: this run's end stays in the log only
     try:
         os.unlink(records.stop_file(name))
     except OSError:

@@ -36,6 +36,9 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
     elif jobs:
         ui.print_jobs(jobs, now)
     timings.mark("rendering")
+    for job in jobs:
+        if job.error:
+            ui.warn(f"job {job.name} on {job.host}: {job.error}; `orch rm {job.name}` forgets it")
     shared.report_unreachable(errors)
     if errors:
         return ExitCode.UNREACHABLE
