@@ -15,7 +15,8 @@ description:
     its stdout and stderr to C(~/logs/NAME/run.log) and writes C(~/logs/NAME/job.json) atomically.
   - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
     cap), C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
-    tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the supervisor process is alive on the current boot.
+    tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the
+    supervisor process is alive on the current boot.
   - The work is done by orch's host package (module_utils C(orch_host)); the module installs that package as
     C(~/.orch/lib/<hash>/orch_host/) on the host, where the supervisors run from and the CLI's read paths
     (C(query), C(follow NAME)) import it.
