@@ -9,7 +9,9 @@ NAME_RULE = "use 1-63 characters a-z 0-9 . _ -, starting with a letter or digit,
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A memory size: a whole number of K, M, G or T (powers of 1024); B and iB suffixes are accepted.
 MEMORY_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
-MEMORY_RULE = "use a size like 512M or 8G"
+# The largest cap that means anything: more than any EC2 instance has (24 TiB at most); a typo beyond it is refused.
+MEMORY_LIMIT = 64 << 40
+MEMORY_RULE = "use a size like 512M or 8G, at most 64T"
 
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
@@ -55,7 +57,10 @@ def memory_size(text):
     if not match or int(match.group(1)) == 0:
         raise ValueError(text)
     unit = match.group(2).upper()
-    return int(match.group(1)) * 1024 ** "_KMGT".index(unit or "_"), match.group(1).lstrip("0") + unit
+    size = int(match.group(1)) * 1024 ** "_KMGT".index(unit or "_")
+    if size > MEMORY_LIMIT:
+        raise ValueError(text)
+    return size, match.group(1).lstrip("0") + unit
 
 
 # SSM Parameter Store: where a fleet keeps its secrets (SecureString). Hosts may read deploy keys and job secrets

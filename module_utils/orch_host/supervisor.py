@@ -155,6 +155,7 @@ def supervise(name):
     spec.clear()
     rec.update(pid=pid, pgid=pid)
     hangup = None
+    sampled = {"peak": 0}  # the peak memory seen so far, kept when a hangup interrupts the wait
     try:
         if scope_argv:
             for _attempt in range(300):  # systemd-run moves itself into the scope, then execs bash
@@ -170,12 +171,13 @@ def supervise(name):
             else:
                 rec["memory_cap"] = "not enforced: the job's scope has no memory limit (controller not delegated)"
         records.write_json_atomic(records.job_file(name), rec)
-        status, rusage, peak, ooms = wait_job(pid, rec, view)
+        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled)
     except Hangup as exc:
         hangup = str(exc)
         for signum in (signal.SIGHUP, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
         status, rusage, peak, ooms = end_job(pid, grace)
+        peak = max(peak, sampled["peak"])  # what was sampled before the hangup still counts
     rec["ended"] = records.now_iso()
     reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
     rec.update(
@@ -192,7 +194,9 @@ def supervise(name):
         )
     )
     how = f"signal {rec['signal']}" if rec["signal"] else f"code {rec['exit_code']}"
-    os.write(logfd, ("[orch] job exited with {} ({})\n".format(how, rec["state"])).encode())
+    # on a line of its own, also after output that did not end its last line
+    newline = b"" if _ends_a_line(log_path) else b"\n"
+    os.write(logfd, newline + ("[orch] job exited with {} ({})\n".format(how, rec["state"])).encode())
     os.close(logfd)
     current = records.read_record(name)
     if current is None or current.get("run_id") in (rec["run_id"], None):
@@ -255,8 +259,21 @@ def _wait_readable(fd, timeout):
         select.select([fd], [], [], timeout)
 
 
-def wait_job(pid, rec, view):
-    """Wait for the direct child; sample memory meanwhile. Returns (status, rusage, peak bytes, oom kills)."""
+def _ends_a_line(path):
+    """Whether the file at PATH is empty or ends with a newline."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True
+
+
+def wait_job(pid, rec, view, sampled):
+    """Wait for the direct child; sample memory meanwhile (the peak so far also in SAMPLED["peak"]). Returns
+    (status, rusage, peak bytes, oom kills)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -269,11 +286,12 @@ def wait_job(pid, rec, view):
             # two small reads each wake-up, also right after the child ends (before systemd drops the scope)
             if watch is not None:
                 watch.sample()
+                sampled["peak"] = watch.peak
             got, status, rusage = os.wait4(pid, os.WNOHANG)
             if got == pid:
                 return (status, rusage, watch.peak, watch.ooms) if watch is not None else (status, rusage, peak, 0)
             if watch is None and time.monotonic() >= next_sample:
-                peak = max(peak, memory.session_peak(pid))
+                peak = sampled["peak"] = max(peak, memory.session_peak(pid))
                 next_sample = time.monotonic() + SAMPLE_EVERY
             view.show()
             _wait_readable(pidfd, TICK)
