@@ -10,18 +10,37 @@ from .contract import EXIT_BY_STATE, FAILED, RUNNING, JobError
 POLL = 0.1  # seconds between looks at the log and the record
 
 
-def tail_lines(f, count):
-    """The last COUNT lines of the open binary file F, and the size they end at."""
+# The most "the last N lines" may print, in bytes. A line is what ends in b"\n", so a progress bar that rewrites itself
+# with b"\r" is one line as long as the job has run (issue 9: 100 MB with no newline took 97 s and 310 MB to tail).
+# 1 MiB is a few thousand screens of ordinary lines, far more than anyone reads at once over ssh, and little to
+# send or hold; the rest is in the log file itself.
+TAIL_CAP = 1 << 20
+TAIL_CHUNK = 65536  # bytes read at a time, backwards from the end
+
+
+def tail_lines(f, count, cap=TAIL_CAP):
+    """The last COUNT lines of the open binary file F (lines end in b"\n"; a last line without one counts), and
+    the file's size, where streaming goes on. At most the last CAP bytes are read or returned: when the lines asked
+    for are longer, the output is the file's last CAP bytes, starting mid-line at that boundary."""
     size = f.seek(0, os.SEEK_END)
     if count <= 0:
         return b"", size
-    pos, data = size, b""
-    while pos > 0 and data.count(b"\n") <= count:
-        step = min(65536, pos)
+    floor = max(size - cap, 0)
+    chunks, newlines, pos = [], 0, size
+    while pos > floor and newlines <= count:  # count + 1 newlines hold COUNT whole lines, even with a trailing one
+        step = min(TAIL_CHUNK, pos - floor)
         pos -= step
         f.seek(pos)
-        data = f.read(step) + data
-    return b"".join(data.splitlines(keepends=True)[-count:]), size
+        chunk = f.read(step)
+        chunks.append(chunk)
+        newlines += chunk.count(b"\n")
+    data = b"".join(reversed(chunks))
+    start = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _line in range(count):
+        start = data.rfind(b"\n", 0, start)
+        if start < 0:  # fewer lines than COUNT in what was read: all of it (the whole file, or the cap)
+            return data, size
+    return data[start + 1 :], size
 
 
 def exit_code_for(rec):
