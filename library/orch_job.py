@@ -12,7 +12,8 @@ short_description: Run, inspect, stop and forget orch jobs in tmux on a job host
 description:
   - Each job NAME runs in its own detached tmux session C(orch-NAME) (C(.) becomes C(,) in the session name).
     A small supervisor inside the session starts the command with C(bash -c) in a new process group, appends
-    its stdout and stderr to C(~/logs/NAME/run.log) and writes C(~/logs/NAME/job.json) atomically.
+    its stdout and stderr to C(~/logs/NAME/run.log) and writes C(~/logs/NAME/job.json) atomically. When the
+    command ends, what it left running (background children, C(setsid) daemons) is ended too.
   - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
     cap), C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
     tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the
@@ -31,9 +32,13 @@ options:
     description:
       - V(started) starts the job; it fails when a job of that name is running. A finished job of the same name
         is replaced and its log appended to.
-      - V(stopped) sends SIGTERM to the job's process group and SIGKILL after O(grace) seconds; the job ends
-        C(KILLED). Stopping a finished job changes nothing.
-      - V(absent) forgets a finished job (its C(job.json); the log too with O(purge_logs)). It refuses a running job.
+      - V(stopped) sends SIGTERM to every process of the job's run (its session, and any process whose environment
+        holds its C(ORCH_RUN_ID), which a C(setsid) keeps) and SIGKILL after O(grace) seconds to whatever is left,
+        and returns once none is left; the job ends C(KILLED). For a C(LOST) job whose supervisor died while its
+        processes lived on (RV(job.live_processes)), it ends them the same way and records C(LOST) saying so.
+        Stopping a finished job changes nothing.
+      - V(absent) forgets a finished job (its C(job.json); the log too with O(purge_logs)). It refuses a running job,
+        and a C(LOST) one whose processes still run.
       - V(query) returns one job (O(name); it fails when there is no such job) or all jobs, with states from live
         evidence.
     type: str
@@ -206,10 +211,21 @@ job:
           when capped); null unless running.
       type: int
       sample: 104857600
+    live_processes:
+      description:
+        - With state C(LOST) after its supervisor died (C(supervisor gone)), how many processes of the run still
+          live (V(stopped) ends them); null otherwise. Added by the query, not in C(job.json).
+      type: int
+      sample: 2
     pid:
       description: PID of the job's C(bash -c) process (also its session and process group id).
       type: int
       sample: 4242
+    job_start:
+      description: Start time (clock ticks since boot) of RV(job.pid); the run's session counts only processes
+        started no earlier.
+      type: int
+      sample: 1195980
     pgid:
       description: Process group id of the job.
       type: int

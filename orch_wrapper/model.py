@@ -77,6 +77,7 @@ class Job:
     lost_reason: str | None = None
     oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
     error: str | None = None  # with state UNKNOWN: why the host cannot read the job's record
+    live_processes: int = 0  # with state LOST: processes of the run still alive after its supervisor died
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -101,11 +102,17 @@ class Job:
             lost_reason=record.get("lost_reason"),
             oom_cause=record.get("oom_cause"),
             error=record.get("error"),
+            live_processes=int(record.get("live_processes") or 0),
         )
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    @property
+    def has_processes(self) -> bool:
+        """Whether anything of the job still runs: active, or LOST with processes its dead supervisor left."""
+        return self.active or self.live_processes > 0
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -119,7 +126,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def shown_by_default(job: Job, now: datetime) -> bool:
-    if job.active:
+    if job.has_processes:
         return True
     ended = parse_time(job.ended) or parse_time(job.started)
     return ended is None or now - ended <= RECENT

@@ -357,9 +357,9 @@ def documented_record_fields() -> set[str]:
 
 def test_fake_records_have_exactly_the_keys_the_host_writes():
     # tests/fixtures/host_query.json is what the real host package answered: each record has the same keys, the
-    # documented job.json fields and the query's memory_current
+    # documented job.json fields and the query's memory_current and live_processes
     assert {frozenset(real) for real in REAL_RECORDS} == {RECORD_KEYS}
-    assert RECORD_KEYS == documented_record_fields() | {"memory_current"}
+    assert RECORD_KEYS == documented_record_fields() | {"memory_current", "live_processes"}
     by_state = {real["state"]: real for real in REAL_RECORDS}
     assert set(by_state) == {"RUNNING", "SUCCEEDED", "FAILED", "KILLED"}
     assert (by_state["KILLED"]["exit_code"], by_state["KILLED"]["signal"]) == (None, "SIGTERM")
@@ -800,6 +800,30 @@ def test_stop_and_rm_go_through_their_playbooks(home, remote, capsys, monkeypatc
     code, _, err = run_main(capsys, ["stop", "ghost"])
     assert code == ExitCode.NOT_FOUND and "no job ghost" in err
     assert len(calls) == 2
+
+
+def test_a_lost_job_whose_processes_live_on_is_shown_stoppable_and_not_forgotten(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    reason = "supervisor gone; 2 process(es) of the job still run (orch stop orphan ends them)"
+    lost = record("orphan", "LOST", iso(timedelta(days=3)), lost_reason=reason, live_processes=2)
+    status_replies(monkeypatch, {2201: [lost]})
+    calls = []
+
+    def run_playbook(settings, name, extravars, limit=None, on_event=None):
+        calls.append(name)
+        job = {**lost, "live_processes": None, "lost_reason": "supervisor gone; orch stop ended the 2 process(es)"}
+        return model.RunResult("successful", 0, ok={limit: [{"changed": True, "job": job, "msg": "done"}]})
+
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    code, out, err = run_main(capsys, ["status"])  # shown although it started days ago: it still runs
+    assert code == 0 and "orphan" in out
+    assert "2 of its processes still run; `orch stop orphan` ends them" in err
+    code, _, err = run_main(capsys, ["rm", "orphan"])
+    assert code == ExitCode.USAGE and "2 of its processes still running" in err and "`orch stop orphan` first" in err
+    assert_one_line_error(err)
+    assert calls == []
+    code, out, _ = run_main(capsys, ["stop", "orphan"])
+    assert code == 0 and calls == ["job_stop"] and "orphan on f-1: LOST" in out
 
 
 # --- credentials ---------------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 # with one, else by state. A job that itself exits 137 and a KILLED or OOM job both give 137: the state tells them
 # apart (`orch status`).
 EXIT_BY_STATE = {SUCCEEDED: 0, FAILED: 1, KILLED: 137, OOM: 137, LOST: 1}
+# Every job's environment names its run: the mark by which orch finds what the job started, setsid or not.
+RUN_ID_ENV = "ORCH_RUN_ID"
 # `query NAME` and `follow NAME` of a job the host does not have, or of an invalid name.
 EXIT_UNKNOWN_JOB = 2
 

@@ -4,14 +4,14 @@ import errno
 import fcntl
 import json
 import os
-import signal
 import sys
 import time
 
-from . import bundle, records
-from .contract import ENV_NAME_RE, MEMORY_RULE, RUNNING, UNKNOWN, JobError, memory_size, session_name
+from . import bundle, procs, records
+from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, UNKNOWN, JobError, memory_size, session_name
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
+ENDING_WAIT = 5.0  # seconds to wait for the end of a command that exited at once (its supervisor writes it in ms)
 
 
 def parse_memory(text):
@@ -133,6 +133,11 @@ def start_job(p, tmux_bin, check_mode):
                 f"job {name} is already running on {facts.host} "
                 f"(stop it first with orch stop {name}, or pick another name)"
             )
+        if current and current[0].get("live_processes"):  # a new run must never share a log with a live old one
+            raise JobError(
+                f"job {name}'s last run is LOST but {current[0]['live_processes']} of its processes still run on "
+                f"{facts.host}: end them with orch stop {name}, then start it again"
+            )
         if check_mode:
             return True, None, f"would start {name}"
         values = fetch_secrets(secrets)
@@ -180,6 +185,13 @@ def start_job(p, tmux_bin, check_mode):
                 if time.monotonic() > deadline:
                     raise JobError(f"the supervisor of {name} did not start; see {records.log_file(name)}")
                 time.sleep(0.02)
+            # a command that ended at once: report its end, not a RUNNING record its supervisor is about to replace
+            deadline = time.monotonic() + ENDING_WAIT
+            while rec.get("state") == RUNNING and not procs.alive(rec.get("pid"), rec.get("job_start")):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+                rec = records.read_record(name) or rec
         finally:
             try:
                 os.unlink(sfile)
@@ -196,25 +208,46 @@ def stop_job(p, check_mode):
         if not current:
             raise JobError(f"no job named {name} on this host (orch status lists the jobs)")
         rec = current[0]
-        if rec["state"] != RUNNING:
+        orphaned = rec["state"] == LOST and rec.get("live_processes")
+        if rec["state"] != RUNNING and not orphaned:
             return False, rec, "{} is not running ({})".format(name, rec["state"])
         if check_mode:
             return True, rec, f"would stop {name}"
-        records.ensure_dir(records.orch_dir("run"), 0o700)
-        with open(records.stop_file(name), "w") as f:
-            f.write(rec["run_id"])
-        for sig, wait in ((signal.SIGTERM, max(p["grace"], 0)), (signal.SIGKILL, 30)):
-            try:
-                os.killpg(rec["pgid"], sig)
-            except OSError:
-                pass
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                jobs = records.query_jobs(name)[1]
-                if jobs and jobs[0]["state"] != RUNNING:
-                    return True, jobs[0], f"stopped {name}"
-                time.sleep(0.05)
-        raise JobError("job {} did not end after SIGKILL; check the host (ps -g {})".format(name, rec["pgid"]))
+        if not orphaned:
+            records.ensure_dir(records.orch_dir("run"), 0o700)
+            with open(records.stop_file(name), "w") as f:
+                f.write(rec["run_id"])
+        # every process of the run, the leader's children and setsid daemons too: SIGTERM, SIGKILL after the grace
+        left = procs.end_processes(lambda: procs.run_processes(rec), max(p["grace"], 0))
+        if left:
+            pids = " ".join(str(pid) for pid, _ticks in left)
+            raise JobError(f"job {name}: processes {pids} did not end after SIGKILL; check the host (ps -o stat -p)")
+        if orphaned:
+            return True, end_orphaned(name, rec), f"stopped {name}: ended the processes its lost supervisor left"
+        deadline = time.monotonic() + procs.KILL_WAIT  # its supervisor writes the end once it reaps the leader
+        while time.monotonic() < deadline:
+            jobs = records.query_jobs(name)[1]
+            if jobs and jobs[0]["state"] != RUNNING:
+                return True, jobs[0], f"stopped {name}"
+            time.sleep(0.05)
+        raise JobError(f"job {name} ended but its supervisor wrote no end; check the host (ps -p {rec['pid']})")
+
+
+def end_orphaned(name, rec):
+    """Record the end of a run whose supervisor died, once orch stop ended what it left: LOST (the exit code died
+    with the supervisor), saying so. Only over that run's own record."""
+    disk = records.read_record(name)
+    if disk is None or disk.get("run_id") != rec.get("run_id"):
+        return rec
+    disk.update(
+        state=LOST,
+        ended=records.now_iso(),
+        lost_reason="supervisor gone; orch stop ended the {} process(es) it left (exit code unknown)".format(
+            rec["live_processes"]
+        ),
+    )
+    records.write_json_atomic(records.job_file(name), disk)
+    return records.query_jobs(name)[1][0]
 
 
 def remove_job(p, tmux_bin, check_mode):
@@ -224,6 +257,11 @@ def remove_job(p, tmux_bin, check_mode):
         rec = current[0] if current else None
         if rec and rec["state"] == RUNNING:
             raise JobError(f"job {name} is running: stop it first (orch stop {name})")
+        if rec and rec.get("live_processes"):  # forgetting it would leave them running with nothing to end them
+            raise JobError(
+                f"job {name} is LOST but {rec['live_processes']} of its processes still run: "
+                f"end them first (orch stop {name})"
+            )
         has_logs = os.path.isdir(records.logs_dir(name))
         changed = rec is not None or (p["purge_logs"] and has_logs)
         if check_mode or not changed:

@@ -65,7 +65,9 @@ def write_json_atomic(path, data):
 
 # Fields the host reads back from a record, by the type they must have (None is allowed for each).
 _STRING_FIELDS = ("name", "run_id", "state", "started", "ended", "boot_id", "memory_cap", "memory_cgroup")
-_INT_FIELDS = ("pid", "pgid", "supervisor_pid", "supervisor_start", "init_start", "memory_max", "memory_peak")
+_INT_FIELDS = (
+    "pid", "pgid", "job_start", "supervisor_pid", "supervisor_start", "init_start", "memory_max", "memory_peak",
+)  # fmt: skip
 
 
 def unreadable(name, why):
@@ -154,6 +156,7 @@ def live_state(rec, facts):
     """Return a copy of the record whose state reflects live evidence (RUNNING only while its supervisor lives)."""
     rec = dict(rec)
     rec.setdefault("memory_current", None)
+    rec["live_processes"] = None  # set below only for a run whose supervisor died while its processes lived on
     if rec.get("state") != RUNNING:
         rec["memory_current"] = None
         if rec.get("state") == LOST and ended_by_restart(rec, facts):
@@ -166,6 +169,13 @@ def live_state(rec, facts):
         reason = "supervisor gone"
     if reason:
         rec.update(state=LOST, lost_reason=reason, memory_current=None)
+    if reason == "supervisor gone":  # killed outright: what the job started may live on, unseen by anyone
+        alive = procs.run_processes(rec)
+        if alive:
+            rec["live_processes"] = len(alive)
+            rec["lost_reason"] = "supervisor gone; {} process(es) of the job still run (orch stop {} ends them)".format(
+                len(alive), rec.get("name")
+            )
     return rec
 
 

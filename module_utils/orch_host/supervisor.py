@@ -1,8 +1,9 @@
 """The supervisor: runs one job inside its tmux session, stays its parent, and writes its record.
 
 It starts the command in a new session and process group with its output straight into run.log, records the
-job in job.json (atomically), samples its memory, and on the job's end writes how it ended. When its tmux session
-goes away (SIGHUP) or it is told to end (SIGTERM), it terminates the job's group and records the job LOST.
+job in job.json (atomically), samples its memory, and on the job's end writes how it ended, then ends what the
+command left running. When its tmux session goes away (SIGHUP) or it is told to end (SIGTERM), it ends every
+process of the run (procs.run_processes) and records the job LOST.
 """
 
 import json
@@ -11,8 +12,8 @@ import signal
 import sys
 import time
 
-from . import memory, records
-from .contract import FAILED, KILLED, LOST, OOM, RUNNING, SUCCEEDED, JobError, check_name, session_name
+from . import memory, procs, records
+from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
 from .procs import signal_name, start_ticks
 
 TICK = 0.5  # exit detection is immediate (pidfd); the tick paces the pane view and sampling
@@ -102,6 +103,7 @@ def supervise(name):
         "memory_peak": None,
         "pid": None,
         "pgid": None,
+        "job_start": None,
         "tmux_session": session_name(name),
         "cgroup": None,
         "memory_cgroup": None,
@@ -121,6 +123,7 @@ def supervise(name):
     env.update(spec.get("env") or {})
     env.update(secrets)
     env["ORCH_JOB"] = name
+    env[RUN_ID_ENV] = spec["run_id"]
     argv = ["bash", "-c", spec["command"]]
     if scope_argv:
         env.setdefault("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
@@ -153,7 +156,7 @@ def supervise(name):
     grace = int(spec.get("grace", 10))
     del env, secrets
     spec.clear()
-    rec.update(pid=pid, pgid=pid)
+    rec.update(pid=pid, pgid=pid, job_start=start_ticks(pid))  # a zombie's stat still has its start time
     hangup = None
     sampled = {"peak": 0}  # the peak memory seen so far, kept when a hangup interrupts the wait
     try:
@@ -176,7 +179,7 @@ def supervise(name):
         hangup = str(exc)
         for signum in (signal.SIGHUP, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
-        status, rusage, peak, ooms = end_job(pid, grace)
+        status, rusage, peak, ooms = end_job(pid, rec, grace)
         peak = max(peak, sampled["peak"])  # what was sampled before the hangup still counts
     rec["ended"] = records.now_iso()
     reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
@@ -194,9 +197,14 @@ def supervise(name):
         )
     )
     how = f"signal {rec['signal']}" if rec["signal"] else f"code {rec['exit_code']}"
+    left = procs.run_processes(rec)  # after a hangup end_job has ended them all
+    also = "; ending {} process(es) it left running: {} (SIGTERM, SIGKILL after {}s)".format(
+        len(left), " ".join(str(pid) for pid, _ticks in left), grace
+    )
     # on a line of its own, also after output that did not end its last line
     newline = b"" if _ends_a_line(log_path) else b"\n"
-    os.write(logfd, newline + ("[orch] job exited with {} ({})\n".format(how, rec["state"])).encode())
+    end_line = "[orch] job exited with {} ({}){}\n".format(how, rec["state"], also if left else "")
+    os.write(logfd, newline + end_line.encode())
     os.close(logfd)
     current = records.read_record(name)
     if current is None or current.get("run_id") in (rec["run_id"], None):
@@ -206,7 +214,17 @@ def supervise(name):
         os.unlink(records.stop_file(name))
     except OSError:
         pass
+    if left:
+        end_leftovers(rec, grace)
     return 0
+
+
+def end_leftovers(rec, grace):
+    """The job's command has ended and its end is written: end what it left running (background children, daemons
+    that called setsid), as `orch stop` would, so nothing of a finished job lives on unseen."""
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # a hangup now must not cut the clean-up short
+    procs.end_processes(lambda: procs.run_processes(rec), grace)
 
 
 def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_peak, scope_result):
@@ -300,18 +318,25 @@ def wait_job(pid, rec, view, sampled):
             os.close(pidfd)
 
 
-def end_job(pid, grace):
-    """The session is going away: terminate the job's group, SIGKILL after GRACE seconds, reap the child."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+def end_job(pid, rec, grace):
+    """The session is going away: end every process of the run (SIGTERM, then SIGKILL after GRACE seconds to all
+    that are left, the leader's children too), reap the child. Returns (status, rusage, 0, 0)."""
+    reaped = []
+
+    def reap():
+        if not reaped:
             got, status, rusage = os.wait4(pid, os.WNOHANG)
             if got == pid:
-                return status, rusage, 0, 0
-            time.sleep(0.05)
-    status, rusage = os.wait4(pid, 0)[1:]
+                reaped.append((status, rusage))
+
+    procs.end_processes(lambda: procs.run_processes(rec), grace, tick=reap)
+    reap()
+    if not reaped:  # not among the run's processes (cannot happen unless /proc lies): make sure, then wait
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reaped.append(os.wait4(pid, 0)[1:])
+    status, rusage = reaped[0]
     return status, rusage, 0, 0

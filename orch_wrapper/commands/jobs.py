@@ -26,7 +26,7 @@ def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | N
     shared.report_unreachable(errors)
     same = [j for j in jobs if j.name == name]
     for job in same:
-        if job.active:
+        if job.has_processes:
             raise OrchError(
                 f"job {name} is already {job.state.lower()} on {job.host}",
                 hint=f"`orch stop {name}` first, or choose another name",
@@ -39,7 +39,7 @@ def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | N
     reachable = [h for h in hosts if h.name not in errors]
     if not reachable:
         raise OrchError("no host of the fleet is reachable", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
-    running = {h.name: sum(1 for j in jobs if j.host == h.name and j.active) for h in reachable}
+    running = {h.name: sum(1 for j in jobs if j.host == h.name and j.has_processes) for h in reachable}
     return min(reachable, key=lambda h: running[h.name])
 
 
@@ -103,7 +103,7 @@ def _change(settings: Settings, playbook: str, job: Job, extravars: dict[str, An
 def stop(settings: Settings, *, name: str, grace: int | None) -> int:
     validate_name(name)
     job = shared.locate(settings, name)
-    if not job.active:
+    if not job.has_processes:
         print(f"{name} on {job.host} already ended ({job.state})")
         return ExitCode.OK
     record = _change(settings, "job_stop", job, {"orch_job_grace": grace} if grace is not None else {})
@@ -114,9 +114,10 @@ def stop(settings: Settings, *, name: str, grace: int | None) -> int:
 def rm(settings: Settings, *, name: str, purge: bool) -> int:
     validate_name(name)
     job = shared.locate(settings, name)
-    if job.active:
+    if job.has_processes:
         raise OrchError(
-            f"job {name} is {job.state.lower()} on {job.host}",
+            f"job {name} is {job.state.lower()} on {job.host}"
+            + (f" with {job.live_processes} of its processes still running" if job.live_processes else ""),
             hint=f"`orch stop {name}` first",
             exit_code=ExitCode.USAGE,
         )

@@ -39,6 +39,11 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
     for job in jobs:
         if job.error:
             ui.warn(f"job {job.name} on {job.host}: {job.error}; `orch rm {job.name}` forgets it")
+        if job.live_processes:
+            ui.warn(
+                f"job {job.name} on {job.host} is LOST but {job.live_processes} of its processes still run; "
+                f"`orch stop {job.name}` ends them"
+            )
     shared.report_unreachable(errors)
     if errors:
         return ExitCode.UNREACHABLE

@@ -59,5 +59,5 @@ def locate(settings: Settings, name: str) -> Job:
                 f"no job {name} on the reachable hosts", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE
             )
         raise OrchError(f"no job {name}", hint="see `orch status --all`", exit_code=ExitCode.NOT_FOUND)
-    found.sort(key=lambda j: (j.active, j.started or ""))
+    found.sort(key=lambda j: (j.has_processes, j.started or ""))
     return found[-1]

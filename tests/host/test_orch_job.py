@@ -40,6 +40,7 @@ RECORD_KEYS = {
     "memory_peak",
     "pid",
     "pgid",
+    "job_start",
     "tmux_session",
     "cgroup",
     "boot_id",
@@ -69,11 +70,11 @@ def test_exit_zero_succeeds_with_a_full_record(jobhost):
     assert b"hello" in follow.stdout and b"to-stderr" in follow.stdout
     assert set(jobhost.record("ok")) == RECORD_KEYS  # the file itself
     rec = jobhost.job("ok")
-    assert set(rec) == RECORD_KEYS | {"memory_current"}
+    assert set(rec) == RECORD_KEYS | {"memory_current", "live_processes"}
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0 and rec["signal"] is None
     assert rec["cwd"] == str(jobhost.home / "work")
     assert rec["tmux_session"] == "orch-ok" and rec["boot_id"] == boot_id()
-    assert rec["pid"] == rec["pgid"] and rec["memory_current"] is None
+    assert rec["pid"] == rec["pgid"] and rec["memory_current"] is None and rec["live_processes"] is None
     for key in ("started", "ended"):
         assert re.match(ISO_UTC, rec[key]), rec[key]
     log = jobhost.log("ok")
@@ -308,9 +309,11 @@ def test_a_vanished_supervisor_or_a_reboot_is_lost_never_running(jobhost):
     os.kill(job["supervisor_pid"], signal.SIGKILL)
     jobhost.wait_until(lambda: not jobhost.alive(job["supervisor_pid"]), "the supervisor to die")
     rec = jobhost.job("orphan")
-    assert rec["state"] == "LOST" and rec["lost_reason"] == "supervisor gone"
+    assert rec["state"] == "LOST" and rec["lost_reason"].startswith("supervisor gone; 1 process(es) of the job")
     assert jobhost.module(name="orphan", state="query")["job"]["state"] == "LOST"
     os.killpg(job["pgid"], signal.SIGKILL)  # nobody supervises the orphan any more
+    jobhost.wait_until(lambda: not jobhost.alive(job["pid"]), "the orphan to die")
+    assert jobhost.job("orphan")["lost_reason"] == "supervisor gone"
 
     jobhost.start("rebooted", "sleep 60")
     path = jobhost.home / "logs/rebooted/job.json"
@@ -376,7 +379,8 @@ def test_exit_code_recorded_when_the_job_closes_stdout_or_forks(jobhost, command
     assert follow.returncode == code
     rec = jobhost.job("fork")
     assert (rec["state"], rec["exit_code"]) == ("FAILED", code)
-    assert jobhost.log("fork").rstrip().endswith(f"[orch] job exited with code {code} (FAILED)")
+    end = jobhost.log("fork").rstrip().splitlines()[-1]
+    assert end.startswith(f"[orch] job exited with code {code} (FAILED)")
 
 
 def test_follow_streams_and_survives_copytruncate_rotation(jobhost):
