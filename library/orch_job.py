@@ -14,6 +14,9 @@ description:
     A small supervisor inside the session starts the command with C(bash -c) in a new process group, appends
     its stdout and stderr to C(~/logs/NAME/run.log) and writes C(~/logs/NAME/job.json) atomically. When the
     command ends, what it left running (background children, C(setsid) daemons) is ended too.
+  - The sessions live on orch's own tmux server, C(tmux -L orch) (a socket in the user's C(TMUX_TMPDIR)), never
+    on a server the user started (the default socket, or the one C(TMUX) names); the user's C(~/.tmux.conf)
+    applies to it. Attach with C(tmux -L orch attach -t =orch-NAME).
   - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
     cap), C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
     tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the
@@ -234,6 +237,10 @@ job:
       description: The tmux session name.
       type: str
       sample: orch-train-a
+    tmux_socket:
+      description: The socket name of the tmux server holding the session (C(tmux -L SOCKET)); orch's own server.
+      type: str
+      sample: orch
     memory_cgroup:
       description: Sysfs directory of the memory cgroup holding the cap, or null when not capped.
       type: str

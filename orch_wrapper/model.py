@@ -74,6 +74,7 @@ class Job:
     command: str = ""
     cwd: str = ""
     tmux_session: str = ""
+    tmux_socket: str = ""  # the host's tmux server for the job (`tmux -L`); "" in older records: the default server
     lost_reason: str | None = None
     oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
     error: str | None = None  # with state UNKNOWN: why the host cannot read the job's record
@@ -99,6 +100,7 @@ class Job:
             command=str(record.get("command") or ""),
             cwd=str(record.get("cwd") or ""),
             tmux_session=str(record.get("tmux_session") or ""),
+            tmux_socket=str(record.get("tmux_socket") or ""),
             lost_reason=record.get("lost_reason"),
             oom_cause=record.get("oom_cause"),
             error=record.get("error"),
@@ -146,6 +148,12 @@ def collect(replies: Sequence[HostReply]) -> tuple[list[Job], dict[str, str]]:
 
 def tmux_session(job: Job) -> str:
     return job.tmux_session or contract.session_name(job.name)
+
+
+def tmux_server(job: Job) -> list[str]:
+    """tmux's options that pick the job's server on its host: the socket its record names (orch's own,
+    contract.TMUX_SOCKET); none for a record of an older host that names none (its job runs on the default server)."""
+    return ["-L", job.tmux_socket] if job.tmux_socket else []
 
 
 # --- playbook runs -------------------------------------------------------------------------------------------------

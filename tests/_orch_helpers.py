@@ -136,6 +136,8 @@ def check_record(rec: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"memory_max {rec['memory_max']!r}: the host records bytes")
     if rec.get("tmux_session") != contract.session_name(str(rec.get("name"))):
         problems.append(f"tmux_session {rec.get('tmux_session')!r}")
+    if rec.get("tmux_socket") != contract.TMUX_SOCKET:
+        problems.append(f"tmux_socket {rec.get('tmux_socket')!r}")
     if problems:
         raise ValueError(f"not a record the host writes ({rec.get('name')}): " + "; ".join(problems))
     return rec

@@ -762,7 +762,21 @@ def test_attach_execs_ssh_with_a_tty(home, remote, capsys, monkeypatch):
     assert cli.main(["attach", "a.b", "--read-only"]) == 0
     file, args = execs[0]
     assert file == "ssh" and "-t" in args
-    assert args[-3:] == ["127.0.0.1", "--", "tmux attach-session -t =orch-a,b -r"]
+    assert args[-3:] == ["127.0.0.1", "--", "tmux -L orch attach-session -t =orch-a,b -r"]  # orch's own server
+
+
+def test_attach_to_a_job_whose_record_names_no_tmux_socket_uses_the_default_server(home, remote, monkeypatch):
+    # a record written by an older host package: its job runs on the user's default tmux server
+    seed_fleet([endpoint_host("f-1", 2201)])
+    old = {k: v for k, v in record("old", "RUNNING", iso(timedelta(minutes=1))).items() if k != "tmux_socket"}
+    reply = json.dumps({**HOST_REPLIES["query"]["reply"], "jobs": [old]}).encode()
+    monkeypatch.setattr(ssh, "run_host_code", lambda *a, **k: subprocess.CompletedProcess([], 0, reply, b""))
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    execs = []
+    monkeypatch.setattr(read.os, "execvp", lambda file, args: execs.append((file, args)))
+    assert cli.main(["attach", "old"]) == 0
+    ((file, args),) = execs
+    assert file == "ssh" and args[-3:] == ["127.0.0.1", "--", "tmux attach-session -t =orch-old"]
 
 
 def test_attach_to_a_finished_job_is_refused(home, remote, capsys, monkeypatch):

@@ -22,6 +22,7 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from orch_host.contract import TMUX_SOCKET
 
 from orch_wrapper import cli, config
 from orch_wrapper.transport import agent, inventory, ssh
@@ -105,7 +106,8 @@ def box(moto, make_aws_env):
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
             agent.stop(settings)
-        subprocess.run(["tmux", "-S", str(tmux_dir / "tmux-0" / "default"), "kill-server"], capture_output=True)
+        # orch's own tmux server (-L orch) in the sessions' TMUX_TMPDIR
+        subprocess.run(["tmux", "-S", str(tmux_dir / "tmux-0" / TMUX_SOCKET), "kill-server"], capture_output=True)
         sshd.send_signal(signal.SIGTERM)
         sshd.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)

@@ -11,7 +11,7 @@ from orch_host import contract
 
 from orch_wrapper.commands import spec
 from orch_wrapper.errors import OrchError
-from orch_wrapper.model import Job, tmux_session
+from orch_wrapper.model import Job, tmux_server, tmux_session
 from orch_wrapper.transport import agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,12 @@ def test_bad_memory_sizes_are_refused_on_both_sides(text):
 
 def test_the_laptop_finds_the_session_the_host_names():
     assert tmux_session(Job(name="a.b", host="h", state="RUNNING")) == contract.session_name("a.b") == "orch-a,b"
+
+
+def test_the_laptop_finds_the_tmux_server_the_host_records():
+    job = Job.from_record("h", {"name": "a", "state": "RUNNING", "tmux_socket": contract.TMUX_SOCKET})
+    assert tmux_server(job) == ["-L", contract.TMUX_SOCKET] == ["-L", "orch"]
+    assert tmux_server(Job.from_record("h", {"name": "a", "state": "RUNNING"})) == []  # an older host's record
 
 
 def test_provisioning_keeps_the_key_and_grants_the_prefixes_of_the_contract():

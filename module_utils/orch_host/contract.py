@@ -48,6 +48,11 @@ def check_name(name):
     return name
 
 
+# orch's own tmux server: every tmux call orch makes names this socket (`tmux -L orch`, in the job user's
+# TMUX_TMPDIR), so it never steers, lists or kills a server the user started, nor inherits that server's environment.
+TMUX_SOCKET = "orch"
+
+
 def session_name(name):
     """The tmux session of job NAME. tmux rewrites '.' and ':' in session names; ',' cannot occur in a name."""
     return "orch-" + name.replace(".", ",")

@@ -8,7 +8,7 @@ import sys
 import time
 
 from . import bundle, procs, records
-from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, UNKNOWN, JobError, memory_size, session_name
+from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, TMUX_SOCKET, UNKNOWN, JobError, memory_size, session_name
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
 ENDING_WAIT = 5.0  # seconds to wait for the end of a command that exited at once (its supervisor writes it in ms)
@@ -96,10 +96,12 @@ def fetch_secrets(secrets):
 
 
 def tmux(tmux_bin, *args):
+    """tmux on orch's own server (-L TMUX_SOCKET), never another: not the user's default server, nor one named by
+    TMUX."""
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # never steer another tmux server
-    return subprocess.run([tmux_bin, *args], env=env, capture_output=True, text=True, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    return subprocess.run([tmux_bin, "-L", TMUX_SOCKET, *args], env=env, capture_output=True, text=True, check=False)
 
 
 def start_job(p, tmux_bin, check_mode):

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from . import memory, procs, records
+from . import contract, memory, procs, records
 from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
 from .procs import signal_name, start_ticks
 
@@ -105,6 +105,7 @@ def supervise(name):
         "pgid": None,
         "job_start": None,
         "tmux_session": session_name(name),
+        "tmux_socket": contract.TMUX_SOCKET,
         "cgroup": None,
         "memory_cgroup": None,
         "boot_id": facts.boot_id,

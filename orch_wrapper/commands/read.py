@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from .. import timings, ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..model import Host, shown_by_default, tmux_session
+from ..model import Host, shown_by_default, tmux_server, tmux_session
 from ..transport import inventory, ssh
 from . import shared
 from .spec import validate_name
@@ -107,7 +107,8 @@ def attach(settings: Settings, *, name: str, read_only: bool) -> int:
             f"job {name} has finished ({job.state})", hint=f"see `orch logs {name}`", exit_code=ExitCode.USAGE
         )
     host = inventory.find(inventory.require(settings), job.host)
-    remote = ["tmux", "attach-session", "-t", "=" + tmux_session(job), *(["-r"] if read_only else [])]
+    server, session = tmux_server(job), "=" + tmux_session(job)
+    remote = ["tmux", *server, "attach-session", "-t", session, *(["-r"] if read_only else [])]
     cmd = ssh.argv(settings, host, remote, tty=True)
     sys.stdout.flush()
     os.execvp(cmd[0], cmd)

@@ -1,9 +1,10 @@
 """Fixtures for the host side of jobs: library/orch_job.py and its host package against a real tmux, in a throwaway
 $HOME.
 
-Every test gets its own HOME (under tmp_path) and its own tmux server (TMUX_TMPDIR in a short temp dir: the
-socket path must stay under 108 bytes). Teardown kills what the jobs left: their process groups, the tmux
-server, and waits for the supervisors to go.
+Every test gets its own HOME (under tmp_path) and its own tmux servers (TMUX_TMPDIR in a short temp dir: the
+socket path must stay under 108 bytes): orch's (`-L orch`) and, when a test starts one, the default one, standing
+for a server the user started. Teardown kills what the jobs left: their process groups, both tmux servers, and
+waits for the supervisors to go.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from orch_host import bundle
+from orch_host.contract import TMUX_SOCKET
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "library" / "orch_job.py"
@@ -166,11 +168,17 @@ class JobHost:
     def record(self, name: str) -> dict:
         return json.loads((self.home / "logs" / name / "job.json").read_text())
 
-    def tmux(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", *args], env=self.env, capture_output=True, text=True, check=False)
+    def tmux(
+        self, *args: str, socket: str | None = TMUX_SOCKET, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        """tmux on orch's own server (SOCKET), or on the default server, the user's (SOCKET None); ENV on top."""
+        server = ["-L", socket] if socket else []
+        return subprocess.run(
+            ["tmux", *server, *args], env={**self.env, **(env or {})}, capture_output=True, text=True, check=False
+        )
 
-    def sessions(self) -> list[str]:
-        res = self.tmux("list-sessions", "-F", "#{session_name}")
+    def sessions(self, socket: str | None = TMUX_SOCKET) -> list[str]:
+        res = self.tmux("list-sessions", "-F", "#{session_name}", socket=socket)
         return res.stdout.split() if res.returncode == 0 else []
 
     # --- teardown -------------------------------------------------------------------------------------------
@@ -188,7 +196,8 @@ class JobHost:
                     os.killpg(rec["pgid"], signal.SIGKILL)
                 except OSError:
                     pass
-        self.tmux("kill-server")
+        for server in (TMUX_SOCKET, None):  # orch's, and a user's a test started (both in this test's TMUX_TMPDIR)
+            self.tmux("kill-server", socket=server)
         supervisors = [r["supervisor_pid"] for r in records if isinstance(r.get("supervisor_pid"), int)]
         deadline = time.monotonic() + 30
         while any(proc_alive(pid) for pid in supervisors) and time.monotonic() < deadline:

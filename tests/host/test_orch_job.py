@@ -42,6 +42,7 @@ RECORD_KEYS = {
     "pgid",
     "job_start",
     "tmux_session",
+    "tmux_socket",
     "cgroup",
     "boot_id",
     "init_start",
@@ -73,7 +74,7 @@ def test_exit_zero_succeeds_with_a_full_record(jobhost):
     assert set(rec) == RECORD_KEYS | {"memory_current", "live_processes"}
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0 and rec["signal"] is None
     assert rec["cwd"] == str(jobhost.home / "work")
-    assert rec["tmux_session"] == "orch-ok" and rec["boot_id"] == boot_id()
+    assert rec["tmux_session"] == "orch-ok" and rec["tmux_socket"] == "orch" and rec["boot_id"] == boot_id()
     assert rec["pid"] == rec["pgid"] and rec["memory_current"] is None and rec["live_processes"] is None
     for key in ("started", "ended"):
         assert re.match(ISO_UTC, rec[key]), rec[key]
