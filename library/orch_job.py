@@ -17,6 +17,11 @@ description:
   - The sessions live on orch's own tmux server, C(tmux -L orch) (a socket in the user's C(TMUX_TMPDIR)), never
     on a server the user started (the default socket, or the one C(TMUX) names); the user's C(~/.tmux.conf)
     applies to it. Attach with C(tmux -L orch attach -t =orch-NAME).
+  - The job's environment is exactly the run's, never the tmux server's. It is the module's own environment (the
+    user's login environment, as sshd gives it) without what Ansible and a surrounding tmux add (C(ANSIBLE_*),
+    C(_ANSIBLE_*), Ansible's payload on C(PYTHONPATH), C(TMUX), C(TMUX_PANE)), with C(PWD) the job's working
+    directory; then O(env), then O(secrets), then C(ORCH_JOB=NAME) and C(ORCH_RUN_ID). Its record and log are
+    under that C($HOME).
   - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
     cap), C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
     tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the
@@ -58,7 +63,7 @@ options:
     type: path
     default: ~/work
   env:
-    description: Extra environment variables for the job.
+    description: Extra environment variables for the job, on top of the run's own environment.
     type: dict
     default: {}
   secrets:

@@ -23,7 +23,8 @@ FILES = (
     "script.py",
     "supervisor.py",
 )
-# Runs the installed copy: python3 -c ENTRY LIBDIR VERB ARGS...
+# Runs the installed copy: python3 -I -c ENTRY LIBDIR VERB ARGS... (-I: no PYTHON* variable or user site of the
+# environment it starts in, a tmux server's, decides what the supervisor imports)
 ENTRY = "import sys; sys.path.insert(0, sys.argv[1]); from orch_host.script import main; sys.exit(main(sys.argv[2:]))"
 
 
@@ -73,7 +74,7 @@ def install(files):
 
 
 def entry_argv(python, libdir, *args):
-    return [python, "-c", ENTRY, libdir, *args]
+    return [python, "-I", "-c", ENTRY, libdir, *args]
 
 
 # What the read paths run on the host (`python3 -I -S -c BOOTSTRAP VERB ARGS...`): the installed copy when it is there,

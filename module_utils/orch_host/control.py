@@ -95,13 +95,41 @@ def fetch_secrets(secrets):
     return values
 
 
+def _ansible_path(entry):
+    """Whether a PYTHONPATH entry is Ansible's: its module payload, or an exploded one (as run_command cleans them)."""
+    base = os.path.basename(entry.rstrip("/"))
+    return base in ("ansible_modlib.zip", "debug_dir") or (
+        base.startswith("ansible_") and base.endswith("_payload.zip")
+    )
+
+
+def login_env():
+    """The job user's login environment: this module process's own (what sshd gave the run: HOME, USER, PATH,
+    LANG, ...) without what Ansible (ANSIBLE_*, _ANSIBLE_*, its payload on PYTHONPATH) and a tmux around the run
+    (TMUX, TMUX_PANE) add."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TMUX", "TMUX_PANE") and not key.startswith(("ANSIBLE_", "_ANSIBLE_"))
+    }
+    paths = env.get("PYTHONPATH", "").split(":")
+    if any(_ansible_path(p) for p in paths if p):
+        kept = [p for p in paths if p and not _ansible_path(p)]
+        if kept:
+            env["PYTHONPATH"] = ":".join(kept)
+        else:
+            del env["PYTHONPATH"]
+    return env
+
+
 def tmux(tmux_bin, *args):
     """tmux on orch's own server (-L TMUX_SOCKET), never another: not the user's default server, nor one named by
-    TMUX."""
+    TMUX. A server it starts gets the login environment, not Ansible's."""
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-    return subprocess.run([tmux_bin, "-L", TMUX_SOCKET, *args], env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [tmux_bin, "-L", TMUX_SOCKET, *args], env=login_env(), capture_output=True, text=True, check=False
+    )
 
 
 def start_job(p, tmux_bin, check_mode):
@@ -165,6 +193,8 @@ def start_job(p, tmux_bin, check_mode):
                 "run_id": run_id,
                 "command": command,
                 "cwd": cwd,
+                # the job's environment is the run's, whatever the tmux server's: the supervisor takes this as its own
+                "base_env": dict(login_env(), PWD=cwd),
                 "env": env,
                 "memory_max": memory_max,
                 "grace": p["grace"],
@@ -175,7 +205,7 @@ def start_job(p, tmux_bin, check_mode):
                 json.dump(spec, f)
             res = tmux(
                 tmux_bin, "new-session", "-d", "-s", session, "-c", cwd, "--",
-                *bundle.entry_argv(sys.executable, lib, "supervise", name),
+                *bundle.entry_argv(sys.executable, lib, "supervise", name, os.path.abspath(sfile)),
             )  # fmt: skip
             if res.returncode != 0:
                 raise JobError(f"tmux could not start session {session}: {res.stderr.strip()}")

@@ -1,4 +1,4 @@
-"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME`.
+"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME SPEC`.
 
 Exit statuses: `query` 0 (an unknown NAME gives "jobs": []); `follow` the job's own exit code (see
 contract.EXIT_BY_STATE), 2 for an unknown job or an invalid name (one line on stderr), 130 when interrupted;
@@ -11,11 +11,12 @@ import sys
 
 from .contract import EXIT_UNKNOWN_JOB, JobError, check_name
 
-USAGE = "usage: query [NAME] | follow NAME [--tail N] | supervise NAME"
+USAGE = "usage: query [NAME] | follow NAME [--tail N] | supervise NAME SPEC"
 
 
 def parse(argv):
-    """(verb, name, tail) from ARGV, or a JobError. By hand: argparse costs the query path more than it does."""
+    """(verb, name, tail, spec) from ARGV, or a JobError. By hand: argparse costs the query path more than it does.
+    SPEC is the absolute path of the job's spec (supervise only; None otherwise)."""
     verb, words, tail, names = (argv[0] if argv else None), list(argv[1:]), 10, []
     while words:
         word = words.pop(0)
@@ -29,15 +30,17 @@ def parse(argv):
             tail = int(value)
         else:
             names.append(word)
-    if (verb == "query" and len(names) <= 1) or (verb in ("follow", "supervise") and len(names) == 1):
-        return verb, (names[0] if names else None), tail
+    if (verb == "query" and len(names) <= 1) or (verb == "follow" and len(names) == 1):
+        return verb, (names[0] if names else None), tail, None
+    if verb == "supervise" and len(names) == 2 and os.path.isabs(names[1]):
+        return verb, names[0], tail, names[1]
     raise JobError(USAGE)
 
 
 def main(argv=None):
     verb = None
     try:
-        verb, name, tail = parse(sys.argv[1:] if argv is None else argv)
+        verb, name, tail, spec = parse(sys.argv[1:] if argv is None else argv)
         if name is not None:
             check_name(name)
         if verb == "query":
@@ -59,7 +62,7 @@ def main(argv=None):
                 return 130
         from .supervisor import supervise
 
-        return supervise(name)
+        return supervise(name, spec)
     except JobError as exc:
         sys.stderr.write(f"orch: {exc}\n")
         return EXIT_UNKNOWN_JOB if verb in ("follow", "query", None) else 1

@@ -63,21 +63,27 @@ class PaneView:
             self.enabled = False  # the pane is gone (hangup) or the log was removed
 
 
-def supervise(name):
+def supervise(name, sfile):
+    """Run job NAME from its spec at SFILE (an absolute path: not found through HOME, which is the tmux server's)."""
     check_name(name)
+    if os.path.basename(sfile) != name + ".spec":
+        raise JobError(f"{sfile} is not a job spec of {name}: supervise is started by the orch_job module")
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _on_hangup)
-    sfile = records.spec_file(name)
     try:
         with open(sfile) as f:
             spec = json.load(f)
     except (OSError, ValueError):
-        raise JobError(f"no job spec for {name}: supervise is started by the orch_job module") from None
+        raise JobError(f"no job spec for {name} at {sfile}: supervise is started by the orch_job module") from None
     finally:
         try:
             os.unlink(sfile)  # the spec may hold secret values: gone as soon as it is read
         except OSError:
             pass
+    # This process has the tmux server's environment (whoever started it, with whatever HOME): from here on it has
+    # the run's, so the records land under the run's HOME and the job gets exactly the run's environment.
+    os.environ.clear()
+    os.environ.update(spec.pop("base_env"))
     secrets = spec.pop("secret_values", {})
     records.ensure_dir(records.logs_dir(name))
     log_path = records.log_file(name)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -125,9 +126,18 @@ class JobHost:
         cmd, payload = script_argv("follow", name, *argv)
         pipe = subprocess.PIPE
         proc = subprocess.Popen(cmd, env=self.env, stdin=pipe, stdout=pipe, stderr=pipe)
-        proc.stdin.write(payload)
-        proc.stdin.close()
-        proc.stdin = None  # communicate() must not touch it again
+        stdin, proc.stdin = proc.stdin, None  # communicate() must not touch it
+
+        def feed():
+            # From a thread, as ssh takes it: the installed copy reads no stdin, and a package bigger than a pipe
+            # buffer (64 KiB) would block a plain write until the follow ends.
+            try:
+                stdin.write(payload)
+                stdin.close()
+            except OSError:  # the script ended without reading it all
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
         return proc
 
     def query(self, name: str | None = None) -> list[dict]:

@@ -514,7 +514,7 @@ def test_through_ansible_the_module_installs_its_host_package(jobhost):
         "ANSIBLE_REMOTE_TEMP": str(jobhost.root / "ansible-remote"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
     }
-    args = json.dumps({"name": "viaansible", "state": "started", "command": "echo via-ansible; exit 3"})
+    args = json.dumps({"name": "viaansible", "state": "started", "command": "echo via-ansible; env; exit 3"})
     proc = subprocess.run(
         ["ansible", "localhost", "-c", "local", "-M", str(REPO / "library"), "-m", "orch_job", "-a", args],
         env={**env, "ANSIBLE_MODULE_UTILS": str(REPO / "module_utils")},
@@ -533,3 +533,7 @@ def test_through_ansible_the_module_installs_its_host_package(jobhost):
     assert {p.name: p.read_text() for p in (lib / "orch_host").glob("*.py")} == files
     assert jobhost.script("follow", "viaansible").returncode == 3
     assert "via-ansible" in jobhost.log("viaansible")
+    # the job's environment is the run's, without Ansible's own (the controller's ANSIBLE_* reach a local module)
+    lines = jobhost.log("viaansible").splitlines()
+    assert f"HOME={jobhost.home}" in lines and "ORCH_JOB=viaansible" in lines
+    assert not [line for line in lines if line.startswith(("ANSIBLE_", "_ANSIBLE_", "TMUX=", "TMUX_PANE="))]

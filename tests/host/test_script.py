@@ -10,13 +10,13 @@ from orch_host.contract import JobError
 @pytest.mark.parametrize(
     ("argv", "parsed"),
     [
-        (["query"], ("query", None, 10)),
-        (["query", "a"], ("query", "a", 10)),
-        (["follow", "a"], ("follow", "a", 10)),
-        (["follow", "a", "--tail", "3"], ("follow", "a", 3)),
-        (["follow", "--tail", "0", "a"], ("follow", "a", 0)),
-        (["follow", "--", "-rf"], ("follow", "-rf", 10)),
-        (["supervise", "a"], ("supervise", "a", 10)),
+        (["query"], ("query", None, 10, None)),
+        (["query", "a"], ("query", "a", 10, None)),
+        (["follow", "a"], ("follow", "a", 10, None)),
+        (["follow", "a", "--tail", "3"], ("follow", "a", 3, None)),
+        (["follow", "--tail", "0", "a"], ("follow", "a", 0, None)),
+        (["follow", "--", "-rf"], ("follow", "-rf", 10, None)),
+        (["supervise", "a", "/home/u/.orch/run/a.spec"], ("supervise", "a", 10, "/home/u/.orch/run/a.spec")),
     ],
     ids=["query-all", "query-one", "follow", "tail", "tail-first", "dash-name", "supervise"],
 )
@@ -26,8 +26,26 @@ def test_valid_command_lines(argv, parsed):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["nope"], ["query", "a", "b"], ["follow"], ["follow", "a", "--tail", "x"], ["supervise"]],
-    ids=["empty", "unknown-verb", "two-names", "follow-no-name", "tail-not-a-number", "supervise-no-name"],
+    [
+        [],
+        ["nope"],
+        ["query", "a", "b"],
+        ["follow"],
+        ["follow", "a", "--tail", "x"],
+        ["supervise"],
+        ["supervise", "a"],
+        ["supervise", "a", "run/a.spec"],
+    ],
+    ids=[
+        "empty",
+        "unknown-verb",
+        "two-names",
+        "follow-no-name",
+        "tail-not-a-number",
+        "supervise-no-name",
+        "supervise-no-spec",
+        "supervise-relative-spec",
+    ],
 )
 def test_bad_command_lines_are_one_line_errors_with_the_unknown_job_code(argv, capsys):
     with pytest.raises(JobError):
@@ -35,3 +53,12 @@ def test_bad_command_lines_are_one_line_errors_with_the_unknown_job_code(argv, c
     assert script.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("orch: ") and err.count("\n") == 1
+
+
+def test_supervise_takes_only_the_named_jobs_spec_and_leaves_any_other_file(tmp_path, capsys):
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    assert script.main(["supervise", "a", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("orch: ") and "is not a job spec of a" in err and err.count("\n") == 1
+    assert other.read_text() == "mine"  # the supervisor unlinks its spec once read: never another file
