@@ -64,6 +64,10 @@ class JobHost:
         env.update(HOME=str(self.home), TMUX_TMPDIR=tmux_dir, LC_ALL="C.UTF-8", PYTHONDONTWRITEBYTECODE="1")
         self.env = env
         self.calls = 0
+        # Where the test reads ~/logs, and the argv prefix every host command runs under: both change only when a
+        # test runs the host in a mount namespace of its own (tests/host/test_full_disk.py without root).
+        self.logs = self.home / "logs"
+        self.wrap: list[str] = []
 
     # --- the module, as Ansible runs an old-style args file -------------------------------------------------
     def module_args_file(self, check_mode: bool = False, **args) -> Path:
@@ -78,7 +82,7 @@ class JobHost:
     def module(self, check_mode: bool = False, proc_env: dict | None = None, **args) -> dict:
         path = self.module_args_file(check_mode, **args)
         proc = subprocess.run(
-            module_argv(path),
+            [*self.wrap, *module_argv(path)],
             env={**self.env, **(proc_env or {})},
             capture_output=True,
             text=True,
@@ -98,7 +102,7 @@ class JobHost:
     def module_async(self, **args) -> subprocess.Popen:
         path = self.module_args_file(**args)
         return subprocess.Popen(
-            module_argv(path),
+            [*self.wrap, *module_argv(path)],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -114,7 +118,7 @@ class JobHost:
     def script(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
         cmd, payload = script_argv(*argv)
         return subprocess.run(
-            cmd,
+            [*self.wrap, *cmd],
             input=payload,
             env=self.env,
             capture_output=True,
@@ -125,7 +129,7 @@ class JobHost:
     def follow_async(self, name: str, *argv: str) -> subprocess.Popen:
         cmd, payload = script_argv("follow", name, *argv)
         pipe = subprocess.PIPE
-        proc = subprocess.Popen(cmd, env=self.env, stdin=pipe, stdout=pipe, stderr=pipe)
+        proc = subprocess.Popen([*self.wrap, *cmd], env=self.env, stdin=pipe, stdout=pipe, stderr=pipe)
         stdin, proc.stdin = proc.stdin, None  # communicate() must not touch it
 
         def feed():
@@ -169,14 +173,14 @@ class JobHost:
         )
 
     def log(self, name: str) -> str:
-        return (self.home / "logs" / name / "run.log").read_text()
+        return (self.logs / name / "run.log").read_text()
 
     def wait_log(self, name: str, text: str) -> str:
-        path = self.home / "logs" / name / "run.log"
+        path = self.logs / name / "run.log"
         return self.wait_until(lambda: path.exists() and text in path.read_text() and path.read_text(), repr(text))
 
     def record(self, name: str) -> dict:
-        return json.loads((self.home / "logs" / name / "job.json").read_text())
+        return json.loads((self.logs / name / "job.json").read_text())
 
     def tmux(
         self, *args: str, socket: str | None = TMUX_SOCKET, env: dict | None = None
@@ -184,7 +188,11 @@ class JobHost:
         """tmux on orch's own server (SOCKET), or on the default server, the user's (SOCKET None); ENV on top."""
         server = ["-L", socket] if socket else []
         return subprocess.run(
-            ["tmux", *server, *args], env={**self.env, **(env or {})}, capture_output=True, text=True, check=False
+            [*self.wrap, "tmux", *server, *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def sessions(self, socket: str | None = TMUX_SOCKET) -> list[str]:
@@ -194,7 +202,7 @@ class JobHost:
     # --- teardown -------------------------------------------------------------------------------------------
     def cleanup(self) -> None:
         records = []
-        logs = self.home / "logs"
+        logs = self.logs
         for path in logs.glob("*/job.json") if logs.is_dir() else []:
             try:
                 records.append(json.loads(path.read_text()))
