@@ -99,6 +99,10 @@ notes:
     code, KILLED and OOM 137, FAILED by a signal and LOST 1, unknown job 2)."
   - A memory cap on a cgroup v1 host is only enforced for root (system scope); user scopes need cgroup v2.
   - O(state=started) waits until the supervisor has recorded the job (well under a second) and returns that record.
+    It fails at once, naming the disk, when the disk holding C(~/logs/NAME) or C(~/.orch/run) has less than 1 MiB free,
+    or when the supervisor ends before it records the job (saying why when it could).
+  - A supervisor keeps 64 KiB in C(~/logs/NAME/.reserve) while its job runs, so that the job's end is recorded on a
+    full disk too.
   - Two concurrent starts of one name are serialised by a lock in C(~/.orch/locks/); exactly one wins.
 requirements:
   - tmux on the host
@@ -278,6 +282,13 @@ job:
       description: Why the job is LOST, or null.
       type: str
       sample: host rebooted
+    log_note:
+      description:
+        - Why the job's log may lack lines, or null. Set when a write to C(run.log) failed (its end line included;
+          the record still holds the job's true end) or when the log's disk had less than 64 KiB free while the job
+          ran.
+      type: str
+      sample: "log incomplete: the disk holding ~/logs/train-a (mounted at /home) was full (0 bytes free)"
     secrets:
       description: Names of the environment variables filled from SSM (never their values).
       type: list

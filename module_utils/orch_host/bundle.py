@@ -59,16 +59,20 @@ def install(files):
     target = os.path.join(lib_root(), digest(files))
     if os.path.isdir(target):
         return target
+    import shutil
+
     tmp = f"{target}.tmp.{os.getpid()}"
-    os.makedirs(os.path.join(tmp, PACKAGE))
-    for name, source in files.items():
-        with open(os.path.join(tmp, PACKAGE, os.path.basename(name)), "w") as f:
-            f.write(source)
+    try:
+        os.makedirs(os.path.join(tmp, PACKAGE))
+        for name, source in files.items():
+            with open(os.path.join(tmp, PACKAGE, os.path.basename(name)), "w") as f:
+                f.write(source)
+    except OSError:  # a full disk: no half-written copy stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.rename(tmp, target)
     except OSError:  # another call installed it meanwhile
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 

@@ -12,6 +12,13 @@ from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, TMUX_SOCKET, UNKN
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
 ENDING_WAIT = 5.0  # seconds to wait for the end of a command that exited at once (its supervisor writes it in ms)
+LOOK_EVERY = 0.2  # seconds between looks at the tmux session meanwhile: a supervisor that ended is not waited for
+# A job does not start when the disk holding ~/logs/NAME or ~/.orch/run has less than this free. orch itself needs
+# about 100 KiB there for a start (the supervisor's 64 KiB reserve for the job's end, the record, the spec, and the
+# package under ~/.orch/lib once per version); 1 MiB leaves room for the job's first log lines too. A disk with less
+# is full for any job that writes, and refusing costs little: `orch rm NAME --purge` makes room in a moment.
+MIN_FREE = 1 << 20
+MIN_INODES = 16  # a start creates about 8 files: lock, spec, log directory, log, record and its tmp, reserve, error
 
 
 def parse_memory(text):
@@ -122,6 +129,34 @@ def login_env():
     return env
 
 
+def check_disks(name):
+    """A JobError naming the disk when the one holding ~/logs/NAME or ~/.orch/run is too full to start a job."""
+    for what, path in ((f"~/logs/{name}", records.logs_dir(name)), ("~/.orch/run", records.orch_dir("run"))):
+        _mount, free, inodes = records.disk_of(path)
+        if free < MIN_FREE or (inodes is not None and inodes < MIN_INODES):
+            raise JobError(records.full_disk_message(what, path, MIN_FREE, MIN_INODES))
+
+
+def _when_full(exc, name, path):
+    """EXC, or when it is a full disk's (ENOSPC, EDQUOT) the JobError naming the disk that holds PATH."""
+    if exc.errno not in records.DISK_FULL:
+        return exc
+    path = exc.filename or path
+    what = f"~/logs/{name}" if str(path).startswith(records.logs_dir()) else "~/.orch"
+    return JobError(records.full_disk_message(what, path, MIN_FREE))
+
+
+def _no_reason(name):
+    """Why a supervisor that ended before its first record and said nothing may have: the disk, else unknown."""
+    try:
+        check_disks(name)
+    except JobError as exc:
+        return str(exc)
+    return (
+        f"it ended before recording the job and left no reason (its tmux session closed); see {records.log_file(name)}"
+    )
+
+
 def tmux(tmux_bin, *args):
     """tmux on orch's own server (-L TMUX_SOCKET), never another: not the user's default server, nor one named by
     TMUX. A server it starts gets the login environment, not Ansible's."""
@@ -170,25 +205,30 @@ def start_job(p, tmux_bin, check_mode):
             )
         if check_mode:
             return True, None, f"would start {name}"
+        check_disks(name)
         values = fetch_secrets(secrets)
         bundle.shipped_modules()
-        lib = bundle.install(bundle.sources())
-        records.ensure_dir(records.logs_dir(name))
-        records.ensure_dir(records.orch_dir("run"), 0o700)
+        try:
+            lib = bundle.install(bundle.sources())
+            records.ensure_dir(records.logs_dir(name))
+            records.ensure_dir(records.orch_dir("run"), 0o700)
+        except OSError as exc:
+            raise _when_full(exc, name, records.orch_dir()) from None
         # The spec (environment, secrets) passes through run/: private to the job user, whatever the umask.
         # ~/.orch itself keeps the mode the orch_base role gives it.
         os.chmod(records.orch_dir("run"), 0o700)
-        sfile = records.spec_file(name)
+        sfile, efile = records.spec_file(name), records.error_file(name)
         import uuid
 
         run_id = uuid.uuid4().hex
         session = session_name(name)
         tmux(tmux_bin, "kill-session", "-t", "=" + session)  # a stale session of a finished or lost run
         try:
-            try:
-                os.unlink(sfile)
-            except OSError:
-                pass
+            for stale in (sfile, efile):
+                try:
+                    os.unlink(stale)
+                except OSError:
+                    pass
             spec = {
                 "run_id": run_id,
                 "command": command,
@@ -200,9 +240,12 @@ def start_job(p, tmux_bin, check_mode):
                 "grace": p["grace"],
                 "secret_values": values,
             }
-            fd = os.open(sfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(spec, f)
+            try:
+                fd = os.open(sfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(spec, f)
+            except OSError as exc:
+                raise _when_full(exc, name, sfile) from None
             res = tmux(
                 tmux_bin, "new-session", "-d", "-s", session, "-c", cwd, "--",
                 *bundle.entry_argv(sys.executable, lib, "supervise", name, os.path.abspath(sfile)),
@@ -210,10 +253,22 @@ def start_job(p, tmux_bin, check_mode):
             if res.returncode != 0:
                 raise JobError(f"tmux could not start session {session}: {res.stderr.strip()}")
             deadline = time.monotonic() + START_TIMEOUT
+            next_look = time.monotonic() + LOOK_EVERY
             while True:
                 rec = records.read_record(name)
                 if rec and rec.get("run_id") == run_id:
                     break
+                why = (records.read_text(efile) or "").strip()
+                if not why and time.monotonic() >= next_look:
+                    next_look = time.monotonic() + LOOK_EVERY
+                    if tmux(tmux_bin, "has-session", "-t", "=" + session).returncode != 0:
+                        rec = records.read_record(name)
+                        if rec and rec.get("run_id") == run_id:
+                            break  # it recorded the job, which ended at once
+                        why = (records.read_text(efile) or "").strip() or _no_reason(name)
+                if why:
+                    tmux(tmux_bin, "kill-session", "-t", "=" + session)  # a pane kept open (remain-on-exit)
+                    raise JobError(f"the supervisor of {name} could not start the job: {why}")
                 if time.monotonic() > deadline:
                     raise JobError(f"the supervisor of {name} did not start; see {records.log_file(name)}")
                 time.sleep(0.02)
@@ -225,10 +280,11 @@ def start_job(p, tmux_bin, check_mode):
                 time.sleep(0.02)
                 rec = records.read_record(name) or rec
         finally:
-            try:
-                os.unlink(sfile)
-            except OSError:
-                pass
+            for passed in (sfile, efile):
+                try:
+                    os.unlink(passed)
+                except OSError:
+                    pass
     jobs = records.query_jobs(name)[1]
     return True, jobs[0], f"started {name} in tmux session {session}"
 

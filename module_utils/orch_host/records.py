@@ -4,6 +4,7 @@ Layout (the job user's home): ~/logs/NAME/run.log and job.json, ~/work (repos), 
 installed host code, locks/ one lock per job name, run/ specs passing to supervisors).
 """
 
+import errno
 import json
 import os
 import time
@@ -53,14 +54,182 @@ def ensure_dir(path, mode=0o755):
     return path
 
 
-def write_json_atomic(path, data):
+def error_file(name):
+    """Where a supervisor that cannot start its job says why, for start_job to report."""
+    return orch_dir("run", name + ".error")
+
+
+# --- records that survive a full disk ------------------------------------------------------------------------------
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# A supervisor keeps this much disk for its job's end in ~/logs/NAME/.reserve from the job's start until its last
+# record is written. A record is about 1.5 KiB, one block: 64 KiB holds it on any block size (up to 64 KiB pages).
+RESERVE_NAME = ".reserve"
+RESERVE_SIZE = 64 << 10
+
+
+def reserve_file(name):
+    return os.path.join(logs_dir(name), RESERVE_NAME)
+
+
+def make_reserve(path, size=RESERVE_SIZE):
+    """Keep SIZE bytes of disk at PATH: random bytes written and synced (not sparse, and a compressing filesystem
+    cannot store them as less). Raises OSError (ENOSPC on a full disk) and leaves no file then."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # a reserve left by a dead run: its blocks are rewritten
+    try:
+        done = 0
+        while done < size:
+            done += os.pwrite(fd, os.urandom(min(size - done, 65536)), done)
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(path)
+        raise
+    os.close(fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _record_text(data):
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_all(fd, text):
+    view = memoryview(text)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomic(path, text):
+    """TEXT as PATH's new content, atomically (PATH.tmp.PID, synced, renamed over PATH); no tmp file is left."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, text)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _write_into(path, text, keep_size=True):
+    """TEXT over the existing file PATH in the blocks it has (so a full disk does not matter). Raises ENOSPC, the
+    file untouched, when TEXT is larger than those blocks. With KEEP_SIZE a shorter TEXT is padded with spaces to the
+    old size, so that the file never ends in the old record's tail (still, a reader may see a mix for an instant);
+    else the file is cut to TEXT."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        st = os.fstat(fd)
+        if len(text) > max(st.st_size, st.st_blocks * 512):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        if keep_size and len(text) < st.st_size:
+            text = text[:-1] + b" " * (st.st_size - len(text)) + b"\n"
+        write_all(fd, text)
+        if not keep_size:
+            os.ftruncate(fd, len(text))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, data):
+    write_atomic(path, _record_text(data))
+
+
+def save_record(path, data, reserve=None):
+    """Write the record DATA to PATH so that a full disk does not lose it: atomically as a new file; on a full disk
+    (ENOSPC, EDQUOT) into the blocks of the RESERVE file, renamed over PATH (atomic too); on a copy-on-write
+    filesystem, which allocates anew even there, with the reserve freed and a new file again; last, over PATH's own
+    blocks. Raises the first OSError when none of these can hold it. No tmp file is left behind."""
+    text = _record_text(data)
+    try:
+        write_atomic(path, text)
+        return
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        full = exc
+    if reserve and os.path.exists(reserve):
+        try:
+            _write_into(reserve, text, keep_size=False)
+            os.replace(reserve, path)
+            return
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+        _unlink(reserve)
+        try:
+            write_atomic(path, text)
+            return
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+    try:
+        _write_into(path, text)
+    except FileNotFoundError:
+        raise full from None
+
+
+def _free(st):
+    """Bytes this user may still write, from a statvfs result (root may use the blocks kept for root)."""
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def free_bytes(path):
+    """Bytes this user may still write on the filesystem holding PATH, or None when PATH cannot be looked at."""
+    try:
+        return _free(os.statvfs(path))
+    except OSError:
+        return None
+
+
+def disk_of(path):
+    """(mount point, free bytes, free inodes or None) of the filesystem that holds PATH, or would hold it (its
+    nearest existing ancestor)."""
+    path = os.path.realpath(path)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    inodes = (st.f_ffree if os.geteuid() == 0 else st.f_favail) if st.f_files else None  # 0: not counted (btrfs)
+    mount, dev = path, os.stat(path).st_dev
+    while mount != os.path.dirname(mount) and os.stat(os.path.dirname(mount)).st_dev == dev:
+        mount = os.path.dirname(mount)
+    return mount, _free(st), inodes
+
+
+def size_text(size):
+    """Bytes for a person: 0 bytes, 900 bytes, 12.5 KiB, 1 MiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size} bytes" if unit == "bytes" else f"{size:.1f}".removesuffix(".0") + f" {unit}"
+        size /= 1024
+    return None  # not reached
+
+
+def full_disk_message(what, path, needed, needed_inodes=1):
+    """One line: the disk holding WHAT (at PATH) lacks the NEEDED bytes (or NEEDED_INODES files) a job needs to start
+    and record its end, and what to do."""
+    try:
+        mount, free, inodes = disk_of(path)
+    except OSError:  # cannot even be looked at: the error that brought us here said "full"
+        mount, free, inodes = path, 0, None
+    if inodes is not None and inodes < needed_inodes:
+        lack = f"{inodes} free inodes (files), {needed_inodes} needed to start a job and record its end"
+    else:
+        lack = f"{size_text(free)} free, {size_text(needed)} needed to start a job and record its end"
+    return (
+        f"the disk holding {what} (mounted at {mount}) is full: {lack}; free space there "
+        "(`orch rm NAME --purge` deletes a finished job with its logs), then start the job again"
+    )
 
 
 # Fields the host reads back from a record, by the type they must have (None is allowed for each).

@@ -6,6 +6,7 @@ command left running. When its tmux session goes away (SIGHUP) or it is told to 
 process of the run (procs.run_processes) and records the job LOST.
 """
 
+import errno
 import json
 import os
 import signal
@@ -22,6 +23,9 @@ PANE_CHUNK = 16384  # at most this many new log bytes shown in the tmux pane per
 # oom_cause: the job's cap (its cgroup counted the kill, or systemd says so), or a guess from a SIGKILL near the cap
 OOM_BY_CAP = "job cap"
 OOM_BY_CAP_INFERRED = "job cap (inferred: SIGKILL near the cap)"
+# Less than this free on the log's disk while the job ran and the log may have lost lines: a job writing its log
+# at any pace fills what is left within moments (the same 64 KiB kept for the job's end, 16 blocks of 4 KiB).
+FULL_BELOW = records.RESERVE_SIZE
 
 
 class Hangup(Exception):
@@ -64,10 +68,84 @@ class PaneView:
 
 
 def supervise(name, sfile):
-    """Run job NAME from its spec at SFILE (an absolute path: not found through HOME, which is the tmux server's)."""
+    """Run job NAME from its spec at SFILE (an absolute path: not found through HOME, which is the tmux server's);
+    0 once its end is recorded. A supervisor that read its spec but cannot start the job (a full disk) says why in
+    ~/.orch/run/NAME.error, for start_job to report at once, and in the log."""
     check_name(name)
     if os.path.basename(sfile) != name + ".spec":
         raise JobError(f"{sfile} is not a job spec of {name}: supervise is started by the orch_job module")
+    begun = {"spec": False, "recorded": False}
+    try:
+        return _supervise(name, sfile, begun)
+    except Exception as exc:
+        if begun["spec"] and not begun["recorded"]:  # start_job waits under the name's lock: nothing else runs
+            _report_failed_start(name, exc)
+        raise
+
+
+def _report_failed_start(name, exc):
+    if isinstance(exc, OSError) and exc.errno in records.DISK_FULL:
+        why = records.full_disk_message(f"~/logs/{name}", records.logs_dir(name), records.RESERVE_SIZE)
+    elif isinstance(exc, OSError):
+        why = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    elif isinstance(exc, JobError):
+        why = str(exc)
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    why = " ".join(why.split())  # one line
+    try:
+        os.unlink(records.reserve_file(name))
+    except OSError:
+        pass
+    try:
+        records.ensure_dir(records.orch_dir("run"), 0o700)
+        records.write_atomic(records.error_file(name), (why + "\n").encode())
+    except OSError:
+        pass
+    try:
+        with open(records.log_file(name), "ab") as f:
+            f.write(f"[orch] cannot start the job: {why}\n".encode())
+    except OSError:
+        pass
+
+
+def _append(fd, data):
+    """Write DATA to the log; the OSError when that fails (a full disk), else None: no log write ends the supervisor."""
+    try:
+        records.write_all(fd, data)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _least_free(sampled, path):
+    """The least free space seen on the disk holding PATH, in SAMPLED["free"], with a look now."""
+    free = records.free_bytes(path)
+    if free is not None:
+        sampled["free"] = free if sampled.get("free") is None else min(sampled["free"], free)
+
+
+def log_note(name, error, least_free):
+    """What the record says about a log that may lack lines: ERROR is the OSError of a log write that failed (or
+    None), LEAST_FREE the least free space seen on the log's disk while the job ran; None when all is well."""
+    where = f"~/logs/{name}"
+    if error is not None and error.errno == errno.EDQUOT:
+        return f"log incomplete: the disk quota for {where} was exceeded"
+    if error is not None and error.errno != errno.ENOSPC:
+        return f"log incomplete: cannot write {where}/run.log ({error.strerror or error})"
+    if error is None and (least_free is None or least_free >= FULL_BELOW):
+        return None
+    try:
+        disk = f"the disk holding {where} (mounted at {records.disk_of(records.logs_dir(name))[0]})"
+    except OSError:
+        disk = f"the disk holding {where}"
+    free = "" if least_free is None else f" ({records.size_text(least_free)} free)"
+    if error is not None:
+        return f"log incomplete: {disk} was full{free}"
+    return f"log may be incomplete: {disk} was full while the job ran{free}"
+
+
+def _supervise(name, sfile, begun):
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _on_hangup)
     try:
@@ -84,8 +162,18 @@ def supervise(name, sfile):
     # the run's, so the records land under the run's HOME and the job gets exactly the run's environment.
     os.environ.clear()
     os.environ.update(spec.pop("base_env"))
+    begun["spec"] = True
     secrets = spec.pop("secret_values", {})
     records.ensure_dir(records.logs_dir(name))
+    reserve = records.reserve_file(name)
+    try:
+        records.make_reserve(reserve)  # space for the job's end, kept until its last record is written
+    except OSError as exc:
+        if exc.errno not in records.DISK_FULL:
+            raise
+        raise JobError(
+            records.full_disk_message(f"~/logs/{name}", records.logs_dir(name), records.RESERVE_SIZE)
+        ) from None
     log_path = records.log_file(name)
     facts = records.HostFacts()
     memory_max = spec.get("memory_max")
@@ -119,6 +207,7 @@ def supervise(name, sfile):
         "supervisor_pid": os.getpid(),
         "supervisor_start": start_ticks(os.getpid()),
         "lost_reason": None,
+        "log_note": None,
         "secrets": sorted(secrets),
         "log": log_path,
     }
@@ -136,10 +225,13 @@ def supervise(name, sfile):
         env.setdefault("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
         argv = scope_argv + argv
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.write(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
+    log_error = _append(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
     view = PaneView(log_path)
-    sys.stdout.write(f"[orch] job {name}: log {log_path} (Ctrl-b d detaches)\r\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(f"[orch] job {name}: log {log_path} (Ctrl-b d detaches)\r\n")
+        sys.stdout.flush()
+    except OSError:
+        pass  # the pane is gone already
     devnull = os.open(os.devnull, os.O_RDONLY)
     # ru_maxrss survives exec, so the child's figure counts this Python's size: only trust it above that
     import resource
@@ -157,7 +249,7 @@ def supervise(name, sfile):
             os.dup2(logfd, 2)
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:  # noqa: B036 - the forked child must never return into Python
-            os.write(logfd, (f"[orch] cannot start the job: {exc}\n").encode())
+            _append(logfd, (f"[orch] cannot start the job: {exc}\n").encode())
         os._exit(127)
     os.close(devnull)
     grace = int(spec.get("grace", 10))
@@ -165,7 +257,9 @@ def supervise(name, sfile):
     spec.clear()
     rec.update(pid=pid, pgid=pid, job_start=start_ticks(pid))  # a zombie's stat still has its start time
     hangup = None
-    sampled = {"peak": 0}  # the peak memory seen so far, kept when a hangup interrupts the wait
+    # the peak memory seen so far, kept when a hangup interrupts the wait; the least free space on the log's disk
+    sampled = {"peak": 0, "free": None}
+    _least_free(sampled, records.logs_dir(name))
     try:
         if scope_argv:
             for _attempt in range(300):  # systemd-run moves itself into the scope, then execs bash
@@ -180,7 +274,17 @@ def supervise(name, sfile):
                 rec.update(memory_cap="enforced", memory_cgroup=mcg)
             else:
                 rec["memory_cap"] = "not enforced: the job's scope has no memory limit (controller not delegated)"
-        records.write_json_atomic(records.job_file(name), rec)
+        try:
+            records.save_record(records.job_file(name), rec, reserve)
+        except OSError:
+            end_job(pid, rec, 0)  # unrecorded, the job would run on unseen: it does not start
+            raise
+        begun["recorded"] = True
+        if not os.path.exists(reserve):  # the record took the reserve's blocks: keep another if there is room
+            try:
+                records.make_reserve(reserve)
+            except OSError:
+                pass
         status, rusage, peak, ooms = wait_job(pid, rec, view, sampled)
     except Hangup as exc:
         hangup = str(exc)
@@ -211,12 +315,22 @@ def supervise(name, sfile):
     # on a line of its own, also after output that did not end its last line
     newline = b"" if _ends_a_line(log_path) else b"\n"
     end_line = "[orch] job exited with {} ({}){}\n".format(how, rec["state"], also if left else "")
-    os.write(logfd, newline + end_line.encode())
-    os.close(logfd)
+    failed = _append(logfd, newline + end_line.encode())
+    log_error = log_error or failed
+    try:
+        os.close(logfd)
+    except OSError as exc:  # a network filesystem reports a failed write as late as this
+        log_error = log_error or exc
+    _least_free(sampled, records.logs_dir(name))
+    rec["log_note"] = log_note(name, log_error, sampled["free"])
     current = records.read_record(name)
     if current is None or current.get("run_id") in (rec["run_id"], None):
-        records.write_json_atomic(records.job_file(name), rec)
-    # else a newer run of the name owns the record now: this run's end stays in the log only
+        records.save_record(records.job_file(name), rec, reserve)
+        try:
+            os.unlink(reserve)
+        except OSError:
+            pass  # the record took its blocks
+    # else a newer run of the name owns the record (and the reserve) now: this run's end stays in the log only
     try:
         os.unlink(records.stop_file(name))
     except OSError:
@@ -319,6 +433,7 @@ def wait_job(pid, rec, view, sampled):
                 peak = sampled["peak"] = max(peak, memory.session_peak(pid))
                 next_sample = time.monotonic() + SAMPLE_EVERY
             view.show()
+            _least_free(sampled, os.path.dirname(rec["log"]))
             _wait_readable(pidfd, TICK)
     finally:
         if pidfd is not None:

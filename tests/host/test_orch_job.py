@@ -51,6 +51,7 @@ RECORD_KEYS = {
     "secrets",
     "log",
     "lost_reason",
+    "log_note",
 }
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
