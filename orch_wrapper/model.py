@@ -79,6 +79,7 @@ class Job:
     oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
     error: str | None = None  # with state UNKNOWN: why the host cannot read the job's record
     live_processes: int = 0  # with state LOST: processes of the run still alive after its supervisor died
+    log_note: str | None = None  # why the job's log may lack lines (a full disk), as its supervisor found it
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -105,6 +106,7 @@ class Job:
             oom_cause=record.get("oom_cause"),
             error=record.get("error"),
             live_processes=int(record.get("live_processes") or 0),
+            log_note=record.get("log_note"),
         )
 
     @property

@@ -1160,3 +1160,20 @@ def test_status_shows_an_unreadable_record_as_unknown_and_says_why(home, remote,
     assert err == (
         "orch: warning: job broken on f-1: job.json is empty (~/logs/broken/job.json); `orch rm broken` forgets it\n"
     )
+
+
+def test_status_shows_a_job_whose_log_is_incomplete_with_its_true_end_and_the_note(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    note = "log incomplete: the disk holding ~/logs/fill (mounted at /home) was full (0 bytes free)"
+    jobs = [record("fill", "FAILED", iso(timedelta(1)), ended=iso(timedelta(0)), exit_code=7, log_note=note)]
+    monkeypatch.setattr(
+        ssh, "run_host_code", lambda *a, **k: subprocess.CompletedProcess([], 0, query_reply(jobs), b"")
+    )
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    code, out, err = run_main(capsys, ["status", "fill"])
+    assert code == 0
+    row = status_table(out)["fill"]
+    assert (row["STATE"], row["EXIT"]) == ("FAILED", "7")
+    assert err == f"orch: warning: job fill on f-1: {note}\n"
+    code, out, err = run_main(capsys, ["status", "fill", "--json"])
+    assert json.loads(out)["jobs"][0]["log_note"] == note

@@ -44,6 +44,8 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
                 f"job {job.name} on {job.host} is LOST but {job.live_processes} of its processes still run; "
                 f"`orch stop {job.name}` ends them"
             )
+        if job.log_note:
+            ui.warn(f"job {job.name} on {job.host}: {job.log_note}")
     shared.report_unreachable(errors)
     if errors:
         return ExitCode.UNREACHABLE
