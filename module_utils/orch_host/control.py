@@ -364,6 +364,10 @@ def remove_job(p, tmux_bin, check_mode):
                 os.unlink(records.job_file(name))
             except FileNotFoundError:
                 pass
+            try:
+                os.unlink(records.reserve_file(name))  # left by a supervisor that died (LOST)
+            except OSError:
+                pass
         return True, rec, f"removed {name}"
 
 

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -146,6 +147,16 @@ def test_a_running_job_keeps_a_reserve_for_its_record(jobhost, small_logs):
     assert reserve.stat().st_blocks * 512 >= records.RESERVE_SIZE  # real blocks, not a sparse file
     # a hidden file in the job's directory is no job
     assert [j["name"] for j in jobhost.query()] == ["holding"]
+
+
+def test_the_reserve_of_a_supervisor_that_died_goes_with_orch_rm(jobhost):
+    job = jobhost.start("killed", "sleep 60")
+    os.kill(job["supervisor_pid"], signal.SIGKILL)
+    assert jobhost.wait_done("killed")["lost_reason"].startswith("supervisor gone")
+    assert jobhost.module(name="killed", state="stopped", grace=0)["changed"]  # the job it left
+    assert (jobhost.logs / "killed" / records.RESERVE_NAME).exists()
+    assert jobhost.module(name="killed", state="absent")["changed"]
+    assert sorted(p.name for p in (jobhost.logs / "killed").iterdir()) == ["run.log"]  # the log is kept
 
 
 def test_a_disk_that_fills_while_the_job_runs_ends_it_with_the_true_code_and_a_note(jobhost, small_logs):
