@@ -11,6 +11,7 @@ from . import bundle, procs, records
 from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, TMUX_SOCKET, UNKNOWN, JobError, memory_size, session_name
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
+SETTLE = 0.3  # seconds a command may take to fail at once and still have `orch run` report its end
 ENDING_WAIT = 5.0  # seconds to wait for the end of a command that exited at once (its supervisor writes it in ms)
 LOOK_EVERY = 0.2  # seconds between looks at the tmux session meanwhile: a supervisor that ended is not waited for
 # A job does not start when the disk holding ~/logs/NAME or ~/.orch/run has less than this free. orch itself needs
@@ -272,10 +273,11 @@ def start_job(p, tmux_bin, check_mode):
                 if time.monotonic() > deadline:
                     raise JobError(f"the supervisor of {name} did not start; see {records.log_file(name)}")
                 time.sleep(0.02)
-            # a command that ended at once: report its end, not a RUNNING record its supervisor is about to replace
-            deadline = time.monotonic() + ENDING_WAIT
-            while rec.get("state") == RUNNING and not procs.alive(rec.get("pid"), rec.get("job_start")):
-                if time.monotonic() > deadline:
+            # A command that ends within SETTLE of its start (a typo, a missing file) is reported with its end, not
+            # as a RUNNING record its supervisor is about to replace; once it has lived that long, RUNNING it is.
+            settled, deadline = time.monotonic() + SETTLE, time.monotonic() + SETTLE + ENDING_WAIT
+            while rec.get("state") == RUNNING and time.monotonic() < deadline:
+                if time.monotonic() >= settled and procs.alive(rec.get("pid"), rec.get("job_start")):
                     break
                 time.sleep(0.02)
                 rec = records.read_record(name) or rec
@@ -301,10 +303,10 @@ def stop_job(p, check_mode):
             return False, rec, "{} is not running ({})".format(name, rec["state"])
         if check_mode:
             return True, rec, f"would stop {name}"
-        if not orphaned:
-            records.ensure_dir(records.orch_dir("run"), 0o700)
-            with open(records.stop_file(name), "w") as f:
-                f.write(rec["run_id"])
+        if not orphaned:  # its supervisor records KILLED, not the SIGTERM's FAILED
+            from .supervisor import STOP_SIGNAL
+
+            procs.signal_all([(rec["supervisor_pid"], rec["supervisor_start"])], STOP_SIGNAL)
         # every process of the run, the leader's children and setsid daemons too: SIGTERM, SIGKILL after the grace
         left = procs.end_processes(lambda: procs.run_processes(rec), max(p["grace"], 0))
         if left:

@@ -39,10 +39,6 @@ def spec_file(name):
     return orch_dir("run", name + ".spec")
 
 
-def stop_file(name):
-    return orch_dir("run", name + ".stop")
-
-
 def now_iso():
     from datetime import datetime, timezone  # only writers need it: the query path does not pay for it
 

@@ -36,6 +36,16 @@ def _on_hangup(signum, frame):
     raise Hangup(signal_name(signum))
 
 
+# `orch stop` tells the supervisor with a signal before it ends the job's processes, so the job ends KILLED: a
+# signal needs no disk (a stop file could not be written on a full one) and reaches only this very supervisor.
+STOP_SIGNAL = signal.SIGUSR2
+_stop = {"told": False}
+
+
+def _on_stop(signum, frame):
+    _stop["told"] = True
+
+
 class PaneView:
     """Shows the tail of the log in the tmux pane for `orch attach`; bounded so it never slows a chatty job."""
 
@@ -148,6 +158,7 @@ def log_note(name, error, least_free):
 def _supervise(name, sfile, begun):
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _on_hangup)
+    signal.signal(STOP_SIGNAL, _on_stop)
     try:
         with open(sfile) as f:
             spec = json.load(f)
@@ -211,10 +222,6 @@ def _supervise(name, sfile, begun):
         "secrets": sorted(secrets),
         "log": log_path,
     }
-    try:
-        os.unlink(records.stop_file(name))
-    except OSError:
-        pass
     env = dict(os.environ)
     env.update(spec.get("env") or {})
     env.update(secrets)
@@ -285,7 +292,8 @@ def _supervise(name, sfile, begun):
                 records.make_reserve(reserve)
             except OSError:
                 pass
-        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled)
+        keep = lambda: _keep_record(name, rec, reserve, sampled)  # noqa: E731 - one line, one use
+        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled, keep)
     except Hangup as exc:
         hangup = str(exc)
         for signum in (signal.SIGHUP, signal.SIGTERM):
@@ -297,7 +305,7 @@ def _supervise(name, sfile, begun):
     rec.update(
         ending(
             status,
-            stopped=(records.read_text(records.stop_file(name), "") or "").strip() == rec["run_id"],
+            stopped=_stop["told"],
             hangup=hangup,
             capped=rec["memory_cap"] == "enforced",
             memory_max=memory_max,
@@ -325,16 +333,23 @@ def _supervise(name, sfile, begun):
     rec["log_note"] = log_note(name, log_error, sampled["free"])
     current = records.read_record(name)
     if current is None or current.get("run_id") in (rec["run_id"], None):
-        records.save_record(records.job_file(name), rec, reserve)
+        if not os.path.isdir(records.logs_dir(name)):  # removed while the job ran: its end is still recorded
+            sampled["log_lost"] = True
+            try:
+                records.ensure_dir(records.logs_dir(name))
+            except OSError:
+                pass
+        if sampled.get("log_lost"):
+            rec["log_note"] = LOG_LOST.format(name=name)
+        try:
+            records.save_record(records.job_file(name), rec, reserve)
+        except OSError as exc:  # nowhere to write it: say so where someone may see it, and still end the leftovers
+            _append(2, f"[orch] cannot record how job {name} ended ({end_line.strip()}): {exc}\n".encode())
         try:
             os.unlink(reserve)
         except OSError:
             pass  # the record took its blocks
     # else a newer run of the name owns the record (and the reserve) now: this run's end stays in the log only
-    try:
-        os.unlink(records.stop_file(name))
-    except OSError:
-        pass
     if left:
         end_leftovers(rec, grace)
     return 0
@@ -410,9 +425,25 @@ def _ends_a_line(path):
         return True
 
 
-def wait_job(pid, rec, view, sampled):
-    """Wait for the direct child; sample memory meanwhile (the peak so far also in SAMPLED["peak"]). Returns
-    (status, rusage, peak bytes, oom kills)."""
+LOG_LOST = "log lost: ~/logs/{name} was removed while the job ran; what it wrote since is gone"
+
+
+def _keep_record(name, rec, reserve, sampled):
+    """A job whose record vanished (its log directory removed while it ran) would run on unseen and unstoppable:
+    write the record again, noting the loss."""
+    if os.path.exists(records.job_file(name)):
+        return
+    sampled["log_lost"] = True
+    try:
+        records.ensure_dir(records.logs_dir(name))
+        records.save_record(records.job_file(name), {**rec, "log_note": LOG_LOST.format(name=name)}, reserve)
+    except OSError:
+        pass  # tried again next tick
+
+
+def wait_job(pid, rec, view, sampled, tick=None):
+    """Wait for the direct child; sample memory meanwhile (the peak so far also in SAMPLED["peak"]), and call TICK
+    each wake-up. Returns (status, rusage, peak bytes, oom kills)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -434,6 +465,8 @@ def wait_job(pid, rec, view, sampled):
                 next_sample = time.monotonic() + SAMPLE_EVERY
             view.show()
             _least_free(sampled, os.path.dirname(rec["log"]))
+            if tick is not None:
+                tick()
             _wait_readable(pidfd, TICK)
     finally:
         if pidfd is not None:

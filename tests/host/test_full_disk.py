@@ -341,3 +341,26 @@ def test_a_record_save_that_fails_otherwise_raises_and_leaves_no_tmp(tmp_path, m
     with pytest.raises(OSError):
         records.save_record(str(path), {"state": "RUNNING"}, None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_on_a_full_orch_disk_still_ends_the_job_killed(jobhost, small_orch):
+    # stop used to write a stop file under ~/.orch/run first: on a full disk that was a traceback and nothing stopped
+    job = jobhost.start("stuck", "sleep 60")
+    small_orch.fill()
+    result = jobhost.module(name="stuck", state="stopped", grace=1)
+    assert result["changed"] and result["job"]["state"] == "KILLED", result
+    assert not jobhost.alive(job["pid"])
+
+
+# --- a log directory removed while the job runs (bad input: never a vanished job or a lost end) ----------------------
+
+
+def test_a_removed_log_directory_comes_back_with_the_record_and_its_true_end(jobhost):
+    jobhost.start("gone", "sleep 1.5; exit 5")
+    shutil.rmtree(jobhost.home / "logs" / "gone")
+    # while it runs: seen again (and stoppable), saying what was lost
+    running = jobhost.wait_until(lambda: jobhost.query("gone"), "the record to be written again")[0]
+    assert running["state"] == "RUNNING" and running["log_note"].startswith("log lost: ~/logs/gone was removed")
+    job = jobhost.wait_done("gone")
+    assert (job["state"], job["exit_code"]) == ("FAILED", 5)
+    assert job["log_note"] == "log lost: ~/logs/gone was removed while the job ran; what it wrote since is gone"

@@ -82,7 +82,10 @@ def test_a_lost_job_with_live_processes_says_so_and_stop_ends_them(jobhost):
     assert jobhost.start("orphan", "true")["run_id"] != job["run_id"]
 
 
-def test_a_command_that_ends_at_once_is_never_reported_running(jobhost):
+def test_a_command_that_ends_at_once_is_reported_with_its_end(jobhost):
     for attempt in range(5):
         job = jobhost.start(f"quick{attempt}", "exit 4")
         assert (job["state"], job["exit_code"]) == ("FAILED", 4), job
+    job = jobhost.start("typo", "pyhton3 --version")  # the everyday case: orch run says at once that it failed
+    assert (job["state"], job["exit_code"]) == ("FAILED", 127), job
+    assert jobhost.start("lives", "sleep 60")["state"] == "RUNNING"  # past the settling time a live job is RUNNING
