@@ -7,6 +7,7 @@ process of the run (procs.run_processes) and records the job LOST.
 """
 
 import errno
+import functools
 import json
 import os
 import signal
@@ -292,7 +293,7 @@ def _supervise(name, sfile, begun):
                 records.make_reserve(reserve)
             except OSError:
                 pass
-        keep = lambda: _keep_record(name, rec, reserve, sampled)  # noqa: E731 - one line, one use
+        keep = functools.partial(_keep_record, name, rec, reserve, sampled)
         status, rusage, peak, ooms = wait_job(pid, rec, view, sampled, keep)
     except Hangup as exc:
         hangup = str(exc)
