@@ -88,6 +88,16 @@ options:
     description: With O(state=absent), remove the job's log directory too.
     type: bool
     default: false
+  tty:
+    description:
+      - With O(state=started), run the job on a terminal of its own (a pseudo-terminal, its controlling TTY); the
+        supervisor relays its output into the log at full speed and into the tmux pane while a client is attached,
+        and the pane's keys to the job, so prompts, C(pdb), Ctrl-C and full-screen programs work in C(orch attach).
+        In the log the terminal's CRLF line ends are written as LF.
+      - V(false) is batch mode (C(orch run --no-tty)) with no terminal, stdin C(/dev/null) and output written
+        straight into the log, for jobs that print gigabytes (a terminal costs the kernel about 3x in throughput).
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -298,6 +308,10 @@ job:
       description: Path of the job's log file.
       type: str
       sample: /home/ec2-user/logs/train-a/run.log
+    tty:
+      description: Whether the job ran on a terminal (O(tty)); false in batch mode.
+      type: bool
+      sample: true
   sample:
     name: train-a
     state: RUNNING
@@ -342,6 +356,7 @@ def main():
             memory_max=dict(type="str"),
             grace=dict(type="int", default=10),
             purge_logs=dict(type="bool", default=False),
+            tty=dict(type="bool", default=True),
         ),
         required_if=[
             ("state", "started", ("name", "command")),

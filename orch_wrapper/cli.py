@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment variable fetched on the host from SSM Parameter Store (repeatable)",
     )
     p.add_argument("--mem", metavar="SIZE", help="memory cap, e.g. 8G")
+    p.add_argument(
+        "--no-tty",
+        dest="tty",
+        action="store_false",
+        help="batch mode: no terminal, output straight into the log (for jobs that print gigabytes)",
+    )
     p.set_defaults(func=_verb(_jobs, "run"))
 
     p = verbs.add_parser("status", help="jobs across the fleet")
@@ -135,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="stream until the job ends; exit with its exit code")
     p.add_argument("-n", "--tail", type=_non_negative, metavar="N", help="only the last N lines")
+    p.add_argument(
+        "--plain", action="store_true", help="text only: terminal escapes dropped, progress redraws (\\r) at their end"
+    )
     p.set_defaults(func=_verb(_read, "logs"))
 
     p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")

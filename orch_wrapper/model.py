@@ -79,6 +79,7 @@ class Job:
     oom_cause: str | None = None  # with state OOM: which limit killed it ("job cap", ...), as the host read it
     error: str | None = None  # with state UNKNOWN: why the host cannot read the job's record
     live_processes: int = 0  # with state LOST: processes of the run still alive after its supervisor died
+    tty: bool | None = None  # ran on a terminal (True), in batch mode (False: --no-tty), or unknown (older hosts)
     log_note: str | None = None  # why the job's log may lack lines (a full disk), as its supervisor found it
 
     @classmethod
@@ -107,6 +108,7 @@ class Job:
             error=record.get("error"),
             live_processes=int(record.get("live_processes") or 0),
             log_note=record.get("log_note"),
+            tty=record.get("tty") if isinstance(record.get("tty"), bool) else None,
         )
 
     @property

@@ -91,6 +91,15 @@ def job_row(job: Job, now: datetime) -> list[str]:
     return [job.name, job.host, job.state, local_time(started), human_duration(elapsed), memory_text(job), exit_text]
 
 
+def mode_text(job: Job) -> str:
+    """How the job ran: on its own terminal (attach gives its keys), or batch (--no-tty)."""
+    if job.tty is None:
+        return "mode: not recorded (started by an older orch)"
+    if job.tty:
+        return f"mode: terminal (keys reach it with `orch attach {job.name}`)"
+    return "mode: batch, --no-tty (no terminal; output straight into the log)"
+
+
 def memory_text(job: Job) -> str:
     """The job's memory; with a cap, the cap beside it, and a cap the host could not enforce said as such."""
     used = human_size(job.memory)

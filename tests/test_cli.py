@@ -248,10 +248,22 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
         "env": {"A": "1=2", "B": ""},
         "secrets": {"HF_TOKEN": "/orch/f/secrets/hf"},
         "memory_max": "8G",
+        "tty": True,
     }
     assert "lros-train: RUNNING on f-1 (127.0.0.1:2201)" in out
     assert "orch logs lros-train -f" in out and "orch attach lros-train" in out
     assert remote == []  # a single host: no query before the playbook
+
+
+def test_run_no_tty_asks_for_batch_mode_and_status_name_says_which(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    calls = allow_run(monkeypatch, "f-1")
+    assert run_main(capsys, ["run", "dump", "python dump.py", "--no-tty"])[0] == 0
+    assert spec.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"])["tty"] is False
+    for tty, said in ((False, "mode: batch, --no-tty"), (True, "mode: terminal")):
+        status_replies(monkeypatch, {2201: [record("dump", "RUNNING", iso(timedelta(minutes=1)), tty=tty)]})
+        code, out, _ = run_main(capsys, ["status", "dump"])
+        assert code == 0 and said in out
 
 
 def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
@@ -414,8 +426,9 @@ def status_replies(monkeypatch, by_port, calls=None):
 
 def status_table(out: str) -> dict[str, dict[str, str]]:
     """`orch status`'s table by job name and column: cells are two or more spaces apart (ui.columns), a cell holds
-    single spaces at most (STARTED's date and time, MEMORY's "5.8G (uncapped)")."""
-    header, *lines = out.splitlines()
+    single spaces at most (STARTED's date and time, MEMORY's "5.8G (uncapped)"). `status NAME`'s detail lines (indented
+    "  key: value") follow the table."""
+    header, *lines = [line for line in out.splitlines() if not line.startswith("  mode: ")]
     columns = re.split(r" {2,}", header.strip())
     assert columns == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
     table = {}

@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("commands", 5, ("orch_wrapper.commands", "orch_wrapper.commands.*")),
     ("sandbox", 4, ("orch_wrapper.sandbox", "orch_wrapper.sandbox.*")),  # beside the verbs: commands.sandbox calls it
     ("transport", 3, ("orch_wrapper.transport", "orch_wrapper.transport.*", "orch_wrapper.paths")),
-    ("ui", 3, ("orch_wrapper.ui",)),
+    ("ui", 3, ("orch_wrapper.ui", "orch_wrapper.plain")),
     ("model", 2, ("orch_wrapper.model",)),
     ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors", "orch_wrapper.timings")),
 )
@@ -291,7 +291,7 @@ OLD_LAYERS = (
     ("cli", 6, ("orch_wrapper.cli",)),
     ("commands", 5, ("orch_wrapper.jobs", "orch_wrapper.commands", "orch_wrapper.doctor")),
     ("transport", 3, ("orch_wrapper.fleet", "orch_wrapper.runner", "orch_wrapper.ssh", "orch_wrapper.agent")),
-    ("ui", 3, ("orch_wrapper.ui",)),
+    ("ui", 3, ("orch_wrapper.ui", "orch_wrapper.plain")),
     ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors", "orch_wrapper.paths")),
 )
 OLD_LAYOUT = {

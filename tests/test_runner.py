@@ -146,7 +146,8 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         name=dict(type="str", required=True), state=dict(type="str"), command=dict(type="str"),
         cwd=dict(type="str"), env=dict(type="dict"), secrets=dict(type="dict", no_log=True),
-        memory_max=dict(type="str"), grace=dict(type="int"), purge_logs=dict(type="bool")))
+        memory_max=dict(type="str"), grace=dict(type="int"), purge_logs=dict(type="bool"),
+        tty=dict(type="bool")))
     given = {k: v for k, v in module.params.items() if v is not None}
     with open(os.environ["ORCH_TEST_PARAMS"], "a") as f:
         f.write(json.dumps(given) + "\\n")
@@ -214,15 +215,16 @@ def test_job_start_passes_commands_verbatim(tmp_path):
         "command": command,
         "env": {"X": "{{ y }}"},
         "secrets": {"TOKEN": "/orch/f/secrets/t"},
+        "tty": True,
     }  # cwd and memory_max omitted: the module's defaults apply
 
 
 def test_job_start_passes_cwd_and_memory(tmp_path):
-    spec = build_spec("train", "python train.py", cwd="~/work/lros", mem="8G")
+    spec = build_spec("train", "python train.py", cwd="~/work/lros", mem="8G", tty=False)
     (given,) = run_job_playbook(
         tmp_path, "job_start", {"orch_host": "localhost", "orch_job_spec_b64": encode_spec(spec)}
     )
-    assert given["cwd"] == "~/work/lros" and given["memory_max"] == "8G"
+    assert given["cwd"] == "~/work/lros" and given["memory_max"] == "8G" and given["tty"] is False
 
 
 def test_job_stop_and_remove_playbooks(tmp_path):

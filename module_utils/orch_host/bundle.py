@@ -22,6 +22,7 @@ FILES = (
     "records.py",
     "script.py",
     "supervisor.py",
+    "terminal.py",
 )
 # Runs the installed copy: python3 -I -c ENTRY LIBDIR VERB ARGS... (-I: no PYTHON* variable or user site of the
 # environment it starts in, a tmux server's, decides what the supervisor imports)
@@ -37,9 +38,9 @@ def sources():
 def shipped_modules():
     """Every module of the package, imported. Ansible packs into a module's payload only the module_utils that code
     imports; the module calls this before it installs the package, so that its payload holds every file of FILES."""
-    from . import bundle, contract, control, follow, memory, procs, records, script, supervisor
+    from . import bundle, contract, control, follow, memory, procs, records, script, supervisor, terminal
 
-    return bundle, contract, control, follow, memory, procs, records, script, supervisor
+    return bundle, contract, control, follow, memory, procs, records, script, supervisor, terminal
 
 
 def digest(files):

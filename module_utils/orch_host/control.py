@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from . import bundle, procs, records
+from . import bundle, procs, records, terminal
 from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, TMUX_SOCKET, UNKNOWN, JobError, memory_size, session_name
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
@@ -239,6 +239,8 @@ def start_job(p, tmux_bin, check_mode):
                 "env": env,
                 "memory_max": memory_max,
                 "grace": p["grace"],
+                "tty": p.get("tty", True) is not False,
+                "tmux": [tmux_bin, "-L", TMUX_SOCKET],  # the supervisor asks it whether a client is attached
                 "secret_values": values,
             }
             try:
@@ -248,9 +250,19 @@ def start_job(p, tmux_bin, check_mode):
             except OSError as exc:
                 raise _when_full(exc, name, sfile) from None
             res = tmux(
-                tmux_bin, "new-session", "-d", "-s", session, "-c", cwd, "--",
+                tmux_bin,
+                "new-session",
+                "-d",
+                "-s",
+                session,
+                "-n",
+                name,
+                "-c",
+                cwd,
+                "--",
                 *bundle.entry_argv(sys.executable, lib, "supervise", name, os.path.abspath(sfile)),
-            )  # fmt: skip
+                *(terminal.hooks() if spec["tty"] else []),
+            )  # fmt: skip  (-n: the window is named after the job, and keeps that name)
             if res.returncode != 0:
                 raise JobError(f"tmux could not start session {session}: {res.stderr.strip()}")
             deadline = time.monotonic() + START_TIMEOUT

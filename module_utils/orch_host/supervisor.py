@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from . import contract, memory, procs, records
+from . import contract, memory, procs, records, terminal
 from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
 from .procs import signal_name, start_ticks
 
@@ -52,8 +52,8 @@ class PaneView:
 
     def __init__(self, path):
         self.path = path
-        self.pos = os.path.getsize(path) if os.path.exists(path) else 0
-        self.enabled = True
+        self.pos = os.path.getsize(path) if path and os.path.exists(path) else 0
+        self.enabled = path is not None  # a job on a terminal has its output relayed live instead
 
     def show(self):
         if not self.enabled:
@@ -222,6 +222,7 @@ def _supervise(name, sfile, begun):
         "log_note": None,
         "secrets": sorted(secrets),
         "log": log_path,
+        "tty": bool(spec.get("tty", True)),
     }
     env = dict(os.environ)
     env.update(spec.get("env") or {})
@@ -234,7 +235,10 @@ def _supervise(name, sfile, begun):
         argv = scope_argv + argv
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     log_error = _append(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
-    view = PaneView(log_path)
+    term = None
+    if rec["tty"]:
+        term = terminal.Terminal(lambda data: _append(logfd, data), spec["tmux"], session_name(name))
+    view = PaneView(log_path if term is None else None)
     try:
         sys.stdout.write(f"[orch] job {name}: log {log_path} (Ctrl-b d detaches)\r\n")
         sys.stdout.flush()
@@ -246,20 +250,26 @@ def _supervise(name, sfile, begun):
 
     own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pid = os.fork()
-    if pid == 0:  # the job: own session and process group, output straight into the log file
+    if pid == 0:  # the job: own session and process group, on its terminal or output straight into the log file
         try:
-            os.setsid()
-            for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, STOP_SIGNAL):
                 signal.signal(signum, signal.SIG_DFL)
             os.chdir(spec["cwd"])
-            os.dup2(devnull, 0)
-            os.dup2(logfd, 1)
-            os.dup2(logfd, 2)
+            if term is not None:
+                term.become_controlling()
+            else:
+                os.setsid()
+                os.dup2(devnull, 0)
+                os.dup2(logfd, 1)
+                os.dup2(logfd, 2)
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:  # noqa: B036 - the forked child must never return into Python
             _append(logfd, (f"[orch] cannot start the job: {exc}\n").encode())
         os._exit(127)
     os.close(devnull)
+    if term is not None:
+        term.started()
     grace = int(spec.get("grace", 10))
     del env, secrets
     spec.clear()
@@ -294,12 +304,12 @@ def _supervise(name, sfile, begun):
             except OSError:
                 pass
         keep = functools.partial(_keep_record, name, rec, reserve, sampled)
-        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled, keep)
+        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled, keep, term)
     except Hangup as exc:
         hangup = str(exc)
         for signum in (signal.SIGHUP, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
-        status, rusage, peak, ooms = end_job(pid, rec, grace)
+        status, rusage, peak, ooms = end_job(pid, rec, grace, term)
         peak = max(peak, sampled["peak"])  # what was sampled before the hangup still counts
     rec["ended"] = records.now_iso()
     reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
@@ -316,6 +326,9 @@ def _supervise(name, sfile, begun):
             scope_result=lambda: memory.systemd_result(unit),
         )
     )
+    if term is not None:
+        term.finish()  # all the job wrote is in the log before its end line
+        log_error = log_error or term.log_error
     how = f"signal {rec['signal']}" if rec["signal"] else f"code {rec['exit_code']}"
     left = procs.run_processes(rec)  # after a hangup end_job has ended them all
     also = "; ending {} process(es) it left running: {} (SIGTERM, SIGKILL after {}s)".format(
@@ -325,6 +338,8 @@ def _supervise(name, sfile, begun):
     newline = b"" if _ends_a_line(log_path) else b"\n"
     end_line = "[orch] job exited with {} ({}){}\n".format(how, rec["state"], also if left else "")
     failed = _append(logfd, newline + end_line.encode())
+    if term is not None:
+        term.write_line(b"\r\n" + end_line.encode())
     log_error = log_error or failed
     try:
         os.close(logfd)
@@ -405,13 +420,17 @@ def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_pe
     return end
 
 
-def _wait_readable(fd, timeout):
-    if fd is None:
+def _wait_readable(fd, timeout, term=None):
+    """Wait up to TIMEOUT for FD (the job's pidfd, or None) and, with a terminal, relay what its fds bring."""
+    fds = ([] if fd is None else [fd]) + ([] if term is None else term.fds())
+    if not fds:
         time.sleep(min(timeout, 0.05))
-    else:
-        import select
+        return
+    import select
 
-        select.select([fd], [], [], timeout)
+    ready = select.select(fds, [], [], timeout if fd is not None else min(timeout, 0.05))[0]
+    if term is not None:
+        term.service(ready)
 
 
 def _ends_a_line(path):
@@ -442,7 +461,7 @@ def _keep_record(name, rec, reserve, sampled):
         pass  # tried again next tick
 
 
-def wait_job(pid, rec, view, sampled, tick=None):
+def wait_job(pid, rec, view, sampled, tick=None, term=None):
     """Wait for the direct child; sample memory meanwhile (the peak so far also in SAMPLED["peak"]), and call TICK
     each wake-up. Returns (status, rusage, peak bytes, oom kills)."""
     try:
@@ -468,18 +487,20 @@ def wait_job(pid, rec, view, sampled, tick=None):
             _least_free(sampled, os.path.dirname(rec["log"]))
             if tick is not None:
                 tick()
-            _wait_readable(pidfd, TICK)
+            _wait_readable(pidfd, TICK, term)
     finally:
         if pidfd is not None:
             os.close(pidfd)
 
 
-def end_job(pid, rec, grace):
+def end_job(pid, rec, grace, term=None):
     """The session is going away: end every process of the run (SIGTERM, then SIGKILL after GRACE seconds to all
     that are left, the leader's children too), reap the child. Returns (status, rusage, 0, 0)."""
     reaped = []
 
     def reap():
+        if term is not None:
+            term.pump()  # what the job says while it ends (a trap's last words) is logged too
         if not reaped:
             got, status, rusage = os.wait4(pid, os.WNOHANG)
             if got == pid:

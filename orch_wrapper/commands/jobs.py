@@ -68,8 +68,9 @@ def run(
     env: Sequence[str],
     secrets: Sequence[str],
     mem: str | None,
+    tty: bool = True,
 ) -> int:
-    spec = build_spec(name, command, cwd, env, secrets, mem)
+    spec = build_spec(name, command, cwd, env, secrets, mem, tty)
     hosts = shared.usable_hosts(settings)
     target = _pick_host(settings, hosts, spec["name"], host)
     agent_error = shared.load_key(settings)

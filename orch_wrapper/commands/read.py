@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
+from typing import Any
 
 from .. import timings, ui
 from ..config import Settings
@@ -35,6 +36,9 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         sys.stdout.write("\n")
     elif jobs:
         ui.print_jobs(jobs, now)
+        if name is not None:
+            for job in jobs:
+                print("  " + ui.mode_text(job))
     timings.mark("rendering")
     for job in jobs:
         if job.error:
@@ -56,7 +60,7 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
     return ExitCode.OK
 
 
-def logs(settings: Settings, *, name: str, follow: bool, tail: int | None) -> int:
+def logs(settings: Settings, *, name: str, follow: bool, tail: int | None, plain: bool = False) -> int:
     validate_name(name)
     hosts = shared.usable_hosts(settings)
     if len(hosts) == 1:
@@ -71,7 +75,12 @@ def logs(settings: Settings, *, name: str, follow: bool, tail: int | None) -> in
         log = f"~/logs/{name}/run.log"  # NAME is validated: nothing in it a shell would expand
         cmd = ssh.argv(settings, host, shell=f"tail -n {tail} -- {log}" if tail is not None else f"cat -- {log}")
         source = None
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if source else subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if source else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if plain else None,
+        stderr=subprocess.PIPE,
+    )
     try:
         if source and proc.stdin is not None:
             try:
@@ -79,6 +88,8 @@ def logs(settings: Settings, *, name: str, follow: bool, tail: int | None) -> in
                 proc.stdin.close()
             except BrokenPipeError:  # ssh ended early: its exit status and stderr say why
                 pass
+        if plain and proc.stdout is not None:
+            _print_plain(proc.stdout)
         rc = proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
@@ -99,6 +110,18 @@ def logs(settings: Settings, *, name: str, follow: bool, tail: int | None) -> in
         message = err.splitlines()[-1].removeprefix("orch: ")
         raise OrchError(message, exit_code=ExitCode.NOT_FOUND if rc == ssh.UNKNOWN_JOB else rc)
     return rc
+
+
+def _print_plain(stream: Any) -> None:
+    """Copy STREAM to stdout as plain text (orch logs --plain), as it arrives."""
+    from ..plain import Plain
+
+    text, out = Plain(), sys.stdout.buffer
+    while chunk := stream.read1(1 << 16):
+        out.write(text.feed(chunk))
+        out.flush()
+    out.write(text.close())
+    out.flush()
 
 
 def attach(settings: Settings, *, name: str, read_only: bool) -> int:

@@ -84,6 +84,7 @@ def build_spec(
     env: Iterable[str] = (),
     secrets: Iterable[str] = (),
     mem: str | None = None,
+    tty: bool = True,
 ) -> dict[str, Any]:
     """The job spec the start playbook hands to orch_job, every field validated."""
     env_map, secret_map = parse_env(env), parse_secrets(secrets)
@@ -97,6 +98,7 @@ def build_spec(
         "env": env_map,
         "secrets": secret_map,
         "memory_max": parse_mem(mem),
+        "tty": bool(tty),
     }
 
 

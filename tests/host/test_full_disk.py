@@ -150,7 +150,7 @@ def test_a_running_job_keeps_a_reserve_for_its_record(jobhost, small_logs):
 
 
 def test_the_reserve_of_a_supervisor_that_died_goes_with_orch_rm(jobhost):
-    job = jobhost.start("killed", "sleep 60")
+    job = jobhost.start("killed", "sleep 60", tty=False)  # batch: the job outlives its supervisor
     os.kill(job["supervisor_pid"], signal.SIGKILL)
     assert jobhost.wait_done("killed")["lost_reason"].startswith("supervisor gone")
     assert jobhost.module(name="killed", state="stopped", grace=0)["changed"]  # the job it left

@@ -41,6 +41,7 @@ RECORD_KEYS = {
     "pid",
     "pgid",
     "job_start",
+    "tty",
     "tmux_session",
     "tmux_socket",
     "cgroup",
@@ -100,9 +101,9 @@ def test_running_job_duplicate_refused_then_stop_is_killed_and_idempotent(jobhos
     assert "orch-long" in jobhost.sessions()
     assert [j["name"] for j in jobhost.query()] == ["long"]
     assert jobhost.job("long")["memory_current"] > 0
-    # `orch attach` shows the pane: the supervisor echoes the log's tail there
+    # the pane says where the log is (the job's own output reaches it once a client attaches: test_terminal.py)
     jobhost.wait_until(
-        lambda: "started" in jobhost.tmux("capture-pane", "-p", "-t", "=orch-long:").stdout, "the pane to show the log"
+        lambda: "Ctrl-b d detaches" in jobhost.tmux("capture-pane", "-p", "-t", "=orch-long:").stdout, "the pane"
     )
 
     again = jobhost.module(name="long", state="started", command="echo other")
@@ -307,7 +308,7 @@ def test_killing_the_tmux_session_makes_the_job_lost(jobhost):
 
 
 def test_a_vanished_supervisor_or_a_reboot_is_lost_never_running(jobhost):
-    job = jobhost.start("orphan", "sleep 60")
+    job = jobhost.start("orphan", "sleep 60", tty=False)  # no terminal to hang up: the job outlives its supervisor
     os.kill(job["supervisor_pid"], signal.SIGKILL)
     jobhost.wait_until(lambda: not jobhost.alive(job["supervisor_pid"]), "the supervisor to die")
     rec = jobhost.job("orphan")

@@ -8,6 +8,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 # A leader that dies of SIGTERM, and a child that ignores it (the case), which writes its pid for the test.
 STUBBORN = "bash -c \"trap '' TERM; echo \\$\\$ > $HOME/child.pid; exec sleep 600\" & wait"
 # A daemon in a session of its own, out of the job's session and process group.
@@ -44,8 +46,12 @@ def test_a_closed_session_kills_every_process_of_the_job(jobhost):
     assert not jobhost.alive(child)  # the supervisor records the end only once all of them are gone
 
 
-def test_what_a_finished_command_left_running_is_ended(jobhost):
-    jobhost.start("leaver", "bash -c 'echo $$ > $HOME/child.pid; exec sleep 600' & sleep 0.5; exit 3", grace=1)
+@pytest.mark.parametrize("tty", [True, False], ids=["tty", "batch"])
+def test_what_a_finished_command_left_running_is_ended(jobhost, tty):
+    # on a terminal the leader's exit hangs it up (SIGHUP to its processes, as closing a terminal does): this child
+    # ignores that, so it is left running either way
+    child = "bash -c \"trap '' HUP; echo \\$\\$ > $HOME/child.pid; exec sleep 600\" & sleep 0.5; exit 3"
+    jobhost.start("leaver", child, grace=1, tty=tty)
     child = child_pid(jobhost)
     rec = jobhost.wait_done("leaver")
     assert (rec["state"], rec["exit_code"]) == ("FAILED", 3)  # the command's own end, recorded first
@@ -56,8 +62,19 @@ def test_what_a_finished_command_left_running_is_ended(jobhost):
     )
 
 
+def test_a_killed_supervisor_hangs_up_the_terminal_and_only_a_daemon_lives_on(jobhost):
+    job = jobhost.start("hangup", DAEMON, grace=1)
+    daemon = child_pid(jobhost, "daemon")
+    os.kill(job["supervisor_pid"], signal.SIGKILL)
+    jobhost.wait_until(lambda: not jobhost.alive(job["pid"]), "the job's own session to die of the hangup")
+    rec = jobhost.job("hangup")
+    assert rec["state"] == "LOST" and rec["live_processes"] == 1 and jobhost.alive(daemon)
+    assert jobhost.module(name="hangup", state="stopped", grace=1)["job"]["state"] == "LOST"
+    assert not jobhost.alive(daemon)
+
+
 def test_a_lost_job_with_live_processes_says_so_and_stop_ends_them(jobhost):
-    job = jobhost.start("orphan", DAEMON, grace=1)
+    job = jobhost.start("orphan", DAEMON, grace=1, tty=False)  # batch: nothing hangs up when the supervisor dies
     daemon = child_pid(jobhost, "daemon")
     os.kill(job["supervisor_pid"], signal.SIGKILL)
     jobhost.wait_until(lambda: not jobhost.alive(job["supervisor_pid"]), "the supervisor to die")
