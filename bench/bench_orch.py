@@ -364,7 +364,7 @@ class Bench:
             timefile = f"~/logs/{name}.time"
             # `sleep 1` first: the clock starts once `orch run` itself (ansible-playbook) has left the CPU.
             command = clock.format(redir="", out=f" > {timefile}.tmp; mv {timefile}.tmp {timefile}")
-            self.orch("run", name, "sleep 1; " + command)
+            self.orch("run", name, "sleep 1; " + command, "--no-tty")  # batch mode; a terminal: bench_terminal.py
             # Wait on the host with a cheap shell loop: polling `orch status` would take CPU from the job.
             shell = (
                 f"for i in $(seq 1500); do [ -s {timefile} ] && break; sleep 0.2; done; "

@@ -421,16 +421,27 @@ def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_pe
 
 
 def _wait_readable(fd, timeout, term=None):
-    """Wait up to TIMEOUT for FD (the job's pidfd, or None) and, with a terminal, relay what its fds bring."""
-    fds = ([] if fd is None else [fd]) + ([] if term is None else term.fds())
-    if not fds:
-        time.sleep(min(timeout, 0.05))
+    """Wait up to TIMEOUT for FD (the job's pidfd, or None). With a terminal, relay what its fds bring meanwhile, in
+    a loop of its own: a pty gives ~4 KiB a read, and the housekeeping around this wait is for once a tick."""
+    if term is None:
+        if fd is None:
+            time.sleep(min(timeout, 0.05))
+        else:
+            import select
+
+            select.select([fd], [], [], timeout)
         return
     import select
 
-    ready = select.select(fds, [], [], timeout if fd is not None else min(timeout, 0.05))[0]
-    if term is not None:
+    deadline = time.monotonic() + (timeout if fd is not None else min(timeout, 0.05))
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        ready = select.select(([] if fd is None else [fd]) + term.fds(), [], [], remaining)[0]
         term.service(ready)
+        if fd is not None and fd in ready:
+            return  # the job ended
 
 
 def _ends_a_line(path):
