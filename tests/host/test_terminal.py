@@ -148,3 +148,30 @@ def test_binary_output_escapes_and_a_closed_terminal_keep_the_log_whole(jobhost)
     assert job["state"] == "SUCCEEDED", job
     log = (jobhost.home / "logs" / "binary" / "run.log").read_bytes()
     assert b"\x1b[31mred\x1b[0m\x1b]0;title\x07" in log and b"via-dev-tty" in log
+
+
+def test_job_control_in_the_jobs_own_shell(jobhost, attach):
+    # an interactive shell as the job: Ctrl-Z stops its foreground command, fg brings it back, Ctrl-C ends it
+    jobhost.start("shell", "PS1='orch-shell$ ' bash --norc -i")
+    client = attach("shell")
+    client.shows("orch-shell$")
+    client.keys("sleep 600", "Enter")
+    time.sleep(0.5)
+    client.keys("C-z")
+    client.shows("Stopped")
+    client.keys("fg", "Enter")
+    client.shows("sleep 600")
+    client.keys("C-c")
+    client.keys("echo back-$((40 + 2))", "Enter")
+    client.shows("back-42")
+    client.keys("exit 3", "Enter")
+    job = jobhost.wait_done("shell")
+    assert (job["state"], job["exit_code"]) == ("FAILED", 3), job
+
+
+def test_a_long_line_without_a_newline_on_the_terminal_is_logged_whole(jobhost):
+    jobhost.start("bar", "python3 -c \"import sys; sys.stdout.write('x' * 20_000_000 + 'END'); sys.stdout.flush()\"")
+    job = jobhost.wait_done("bar")
+    assert job["state"] == "SUCCEEDED" and job["log_note"] is None
+    log = (jobhost.home / "logs" / "bar" / "run.log").read_bytes()
+    assert b"Z\n" + b"x" * 20_000_000 + b"END\n[orch] job exited with code 0 (SUCCEEDED)\n" in log  # every byte
