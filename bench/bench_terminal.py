@@ -7,7 +7,8 @@ Runs the host package on this machine as the job host does (a throwaway HOME, or
 TMUX_TMPDIR) and prints:
 - 1 GiB to stdout, detached: the job's own elapsed time for `head -c 1G /dev/zero` (measured inside the job with
   bash's EPOCHREALTIME, so the relay's pace is what the writer waits on), in TTY mode and in --no-tty mode, beside
-  `head -c 1G /dev/zero > file` on the same filesystem in the same run; median of RUNS, ratio, target;
+  `head -c 1G /dev/zero > file` on the same filesystem in the same run; median of RUNS, ratio, target; and, as the
+  ceiling of any pty relay, the same writer under util-linux `script` (a C relay from a pty into a file, no orch);
 - the keystroke round trip when attached: a key sent with send-keys to the pane of a tmux client attached to the
   job, until the job's echo shows in capture-pane; beside the same through a plain tmux session running `cat` with
   no orch, attached the same way. Median of KEYS.
@@ -78,14 +79,22 @@ def elapsed_of(text: str) -> float:
 
 
 def throughput(host: Host, size: int, runs: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {"baseline": [], "tty": [], "no-tty": []}
+    figures: dict[str, list[float]] = {"baseline": [], "tty": [], "no-tty": [], "script": []}
     target = host.root / "baseline.out"
+    script = shutil.which("script")
     for run in range(runs):  # interleaved, so a noisy neighbour hits every mode alike
         proc = subprocess.run(
             ["bash", "-c", TIMED.format(size=size, redirect=f" > {target}")], capture_output=True, text=True
         )
         figures["baseline"].append(elapsed_of(proc.stderr))
         target.unlink()
+        if script is not None:  # the writer on a pty that a C program copies into a file
+            timed = TIMED.format(size=size, redirect="")
+            subprocess.run([script, "-q", "-c", f"bash -c '{timed}'", str(target)], capture_output=True, check=True)
+            with open(target, "rb") as f:
+                f.seek(max(os.path.getsize(target) - 4096, 0))
+                figures["script"].append(elapsed_of(f.read().decode(errors="replace")))
+            target.unlink()
         for mode, tty in (("tty", True), ("no-tty", False)):
             name = f"{mode}-{run}"
             host.start(name, TIMED.format(size=size, redirect=""), tty)
@@ -140,6 +149,9 @@ def main() -> None:
         base = statistics.median(tp["baseline"])
         print(f"{args.gib:g} GiB of output, detached, median of {args.runs} (seconds, the writer's own elapsed time)")
         print(f"  baseline  head -c > file    {base:7.3f}")
+        if tp["script"]:
+            ceiling = statistics.median(tp["script"])
+            print(f"  ceiling   script(1) relay   {ceiling:7.3f}  {ceiling / base:5.2f}x  (a C pty relay, no orch)")
         for mode, target in (("tty", 1.3), ("no-tty", 1.15)):
             med = statistics.median(tp[mode])
             ratio = med / base

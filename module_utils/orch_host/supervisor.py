@@ -438,7 +438,7 @@ def _wait_readable(fd, timeout, term=None):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        ready = select.select(([] if fd is None else [fd]) + term.fds(), [], [], remaining)[0]
+        ready = select.select(([] if fd is None else [fd]) + term.fds(), [], [], term.wait_bound(remaining))[0]
         term.service(ready)
         if fd is not None and fd in ready:
             return  # the job ended

@@ -18,11 +18,15 @@ import signal
 import struct
 import subprocess
 import termios
+import time
 
 CHUNK = 1 << 20  # bytes gathered from the master before one log write (a pty gives ~4 KiB per read)
 RECENT = 1 << 16  # bytes of the latest output kept, to repaint the pane when a client attaches
 ATTACH_SIGNAL = signal.SIGUSR1  # sent by the session's client-attached and client-detached hooks
 CLEAR = b"\x1b[H\x1b[2J"
+# How long the nudge's narrower size holds: ncurses reads the size when it handles SIGWINCH, and a size changed and
+# restored before then looks unchanged to it, so it would not redraw.
+NUDGE_HOLD = 0.1
 
 
 def hooks():
@@ -73,6 +77,7 @@ class Terminal:
         self.pane_ok = True
         self.open = True
         self.saved_mode = None
+        self.restore_size_at = None  # when the nudge's narrower size gives way to the pane's again
         self.wake_r, self.wake_w = os.pipe()
 
     # --- in the forked child, before exec -----------------------------------------------------------------------
@@ -116,8 +121,17 @@ class Terminal:
             fds.append(self.pane_in)
         return fds
 
+    def wait_bound(self, remaining):
+        """REMAINING, shortened so that a poll wakes for a pending size restore."""
+        if self.restore_size_at is None:
+            return remaining
+        return max(0.0, min(remaining, self.restore_size_at - time.monotonic()))
+
     def service(self, ready):
-        """Handle the fds poll found READY: output, keys, signals."""
+        """Handle the fds poll found READY: output, keys, signals, a due size restore."""
+        if self.restore_size_at is not None and time.monotonic() >= self.restore_size_at:
+            self.restore_size_at = None
+            self.resize()
         if self.wake_r in ready:
             try:
                 signums = os.read(self.wake_r, 512)
@@ -199,6 +213,7 @@ class Terminal:
                 pass  # the job's terminal is closing
 
     def resize(self):
+        """The pane's size onto the job's terminal."""
         size = _winsize(self.pane_out)
         if size is not None and self.open:
             try:
@@ -228,16 +243,17 @@ class Terminal:
         self.attached = attached
 
     def nudge(self):
-        """Make a full-screen program redraw for a client that just attached: a size change and back."""
+        """Make a full-screen program redraw for a client that just attached: a size change, and back after
+        NUDGE_HOLD (service() restores it)."""
         size = _winsize(self.pane_out)
         if size is None or not self.open:
             return
         rows, cols, xp, yp = struct.unpack("HHHH", size)
         try:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, max(cols - 1, 1), xp, yp))
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
         except OSError:
-            pass
+            return
+        self.restore_size_at = time.monotonic() + NUDGE_HOLD
 
     def write_line(self, line):
         """An [orch] line of the supervisor's own, into the pane too when a client is attached."""

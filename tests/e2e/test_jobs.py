@@ -200,29 +200,74 @@ def test_rm_forgets_a_finished_job(env, capfd):
     assert "short" not in status_json(capfd)
 
 
-def test_attach_opens_the_jobs_tmux_session_and_detaches(env, tmp_path):
-    """`orch attach` in a real terminal (a local tmux pane): the job's session shows, C-b d detaches cleanly."""
+class UserTerminal:
+    """`orch attach NAME` in a 120x30 pane of a local tmux server of the test's own: the user's terminal."""
+
+    def __init__(self, tmp_path, name: str):
+        self.tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]
+        pane = f"{sys.executable} -m orch_wrapper attach {name}; echo attach-exit=$?; sleep 30"
+        subprocess.run(
+            [*self.tmux, "new-session", "-d", "-x", "120", "-y", "30", "-s", "t", pane], check=True, cwd=ROOT
+        )
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+
+    def shows(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        screen = self.screen()
+        while text not in screen and time.monotonic() < deadline:
+            time.sleep(0.3)
+            screen = self.screen()
+        assert text in screen, screen
+        return screen
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", *keys], check=True)
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def user_terminal(tmp_path):
+    terminals = []
+
+    def open_terminal(name: str) -> UserTerminal:
+        terminals.append(UserTerminal(tmp_path, name))
+        return terminals[-1]
+
+    yield open_terminal
+    for terminal in terminals:
+        terminal.close()
+
+
+def test_attach_opens_the_jobs_tmux_session_and_detaches(env, user_terminal):
+    """`orch attach` in a real terminal: the job's session shows, C-b d detaches cleanly."""
     assert main(["run", "attachable", "while true; do echo attach-me-$((i+=1)); sleep 0.3; done"]) == 0
-    socket = str(tmp_path / "tmux.sock")
-    tmux = ["tmux", "-S", socket]
-    pane = f"{sys.executable} -m orch_wrapper attach attachable; echo attach-exit=$?; sleep 30"
-    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "30", "-s", "t", pane], check=True, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        screen = ""
-        while "attach-me-" not in screen and time.monotonic() < deadline:
-            time.sleep(0.5)
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
-        assert "attach-me-" in screen, screen
-        assert "orch-attachable" in screen  # the remote tmux status line names the job's session
-        subprocess.run([*tmux, "send-keys", "-t", "t", "C-b", "d"], check=True)
-        while "attach-exit=" not in screen and time.monotonic() < deadline:
-            time.sleep(0.5)
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
-        assert "attach-exit=0" in screen, screen
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    terminal = user_terminal("attachable")
+    screen = terminal.shows("attach-me-")
+    assert "orch-attachable" in screen  # the remote tmux status line names the job's session
+    terminal.keys("C-b", "d")
+    terminal.shows("attach-exit=0")
     assert main(["stop", "attachable"]) == 0
+
+
+def test_keys_typed_over_ssh_reach_the_job_and_ctrl_c_interrupts_it(env, capfd, user_terminal):
+    """The job's own terminal through `ssh -t` and tmux: a typed line reaches its `read`, Ctrl-C its trap."""
+    job = "read -r -p 'say? ' a; echo \"got:$a\"; trap 'echo got INT; exit 130' INT; while :; do sleep 1; done"
+    assert main(["run", "typed", job]) == 0
+    terminal = user_terminal("typed")
+    terminal.shows("say?")
+    terminal.keys("over ssh", "Enter")
+    terminal.shows("got:over ssh")
+    terminal.keys("C-c")
+    ended = wait_state(capfd, "typed", {"FAILED", "LOST", "KILLED", "SUCCEEDED"})
+    assert (ended["state"], ended["exit_code"]) == ("FAILED", 130), ended
+    capfd.readouterr()
+    assert main(["logs", "typed"]) == 0
+    out = capfd.readouterr().out
+    assert "got:over ssh" in out and "got INT" in out
 
 
 def test_a_memory_cap_either_bites_or_says_it_could_not(env, capfd):

@@ -13,11 +13,12 @@ OUTER = "outer"  # the user's terminal: a tmux server of the test's own, beside 
 class Client:
     """`tmux -L orch attach -t =orch-NAME` in a 100x30 pane of the OUTER server."""
 
-    def __init__(self, jobhost, name: str, read_only: bool = False):
+    def __init__(self, jobhost, name: str, read_only: bool = False, size: tuple[int, int] = (100, 30)):
         self.jobhost = jobhost
         attach = f"tmux -L orch attach-session -t =orch-{name}" + (" -r" if read_only else "")
+        cols, rows = (str(n) for n in size)
         res = jobhost.tmux(
-            "new-session", "-d", "-s", "user", "-x", "100", "-y", "30", f"env -u TMUX {attach}", socket=OUTER
+            "new-session", "-d", "-s", "user", "-x", cols, "-y", rows, f"env -u TMUX {attach}", socket=OUTER
         )
         assert res.returncode == 0, res.stderr
         jobhost.wait_until(lambda: self.attached_clients(name) > 0, "the client to attach")
@@ -43,8 +44,8 @@ class Client:
 def attach(jobhost):
     clients = []
 
-    def open_client(name: str, read_only: bool = False) -> Client:
-        clients.append(Client(jobhost, name, read_only))
+    def open_client(name: str, read_only: bool = False, size: tuple[int, int] = (100, 30)) -> Client:
+        clients.append(Client(jobhost, name, read_only, size))
         return clients[-1]
 
     yield open_client
@@ -175,3 +176,91 @@ def test_a_long_line_without_a_newline_on_the_terminal_is_logged_whole(jobhost):
     assert job["state"] == "SUCCEEDED" and job["log_note"] is None
     log = (jobhost.home / "logs" / "bar" / "run.log").read_bytes()
     assert b"Z\n" + b"x" * 20_000_000 + b"END\n[orch] job exited with code 0 (SUCCEEDED)\n" in log  # every byte
+
+
+# A full-screen program: the alternate screen, a word in each corner of the terminal it is given, redrawn on every
+# resize, 'q' ends it. curses is in Python's standard library, so the test needs nothing a host lacks.
+CORNERS = r"""
+import curses, sys
+
+BUSY = "busy" in sys.argv
+
+def main(screen):
+    curses.curs_set(0)
+    screen.timeout(1 if BUSY else -1)
+    while True:
+        rows, cols = screen.getmaxyx()
+        screen.erase()
+        screen.addstr(0, 0, "TOP-LEFT")
+        screen.addstr(rows - 1, cols - 13, "BOTTOM-RIGHT")
+        screen.addstr(rows // 2, 0, f"size {rows}x{cols}")
+        screen.refresh()
+        key = screen.getch()
+        while key == -1:  # BUSY: rewrite one line without a full redraw until a key comes
+            screen.addstr(rows // 2 + 1, 0, f"tick {ticks()} " + "." * 40)
+            screen.refresh()
+            key = screen.getch()
+        if key == ord("q"):
+            return
+
+def ticks(count=[0]):
+    count[0] += 1
+    return count[0]
+
+curses.wrapper(main)
+print("corners-done")
+"""
+
+
+def corners(screen: str, rows: int = 29) -> tuple[str, str, list[str]]:
+    """The first and the last row of the job's terminal on a client's screen, and all of its lines."""
+    lines = screen.split("\n")
+    return lines[0], lines[rows - 1], lines
+
+
+@pytest.mark.parametrize("attach_first", [True, False], ids=["drawn-attached", "drawn-detached"])
+def test_a_full_screen_program_fills_the_pane(jobhost, attach, tmp_path, attach_first):
+    # drawn while attached, or drawn on tmux's detached 80x24 and repainted at the client's size on attach
+    script = tmp_path / "corners.py"
+    script.write_text(CORNERS)
+    if attach_first:
+        jobhost.start("full", "sleep 1; TERM=screen python3 " + str(script))
+        client = attach("full")
+    else:
+        jobhost.start("full", "TERM=screen python3 " + str(script))
+        jobhost.wait_log("full", "BOTTOM-RIGHT")
+        client = attach("full")
+    client.shows("size 29x100")  # the client's 30 rows less the inner tmux's status line
+    top, bottom, lines = corners(client.screen())
+    assert top.startswith("TOP-LEFT"), lines
+    assert bottom.endswith("BOTTOM-RIGHT") and len(bottom) == 99, lines  # the last row, at the right edge
+    assert sum("BOTTOM-RIGHT" in line for line in lines) == 1 and "size 24x80" not in "\n".join(lines), lines
+    client.keys("q")
+    job = jobhost.wait_done("full")
+    assert job["state"] == "SUCCEEDED" and "corners-done" in jobhost.log("full")
+
+
+def test_a_full_screen_program_redraws_for_a_client_of_the_same_size(jobhost, attach, tmp_path):
+    # The program drew once, then only rewrote one line, for longer than the pane's repaint holds: its corners are
+    # gone from the replayed output, and a client of tmux's detached size (80x24) changes no size. Only orch's own
+    # nudge (a size change and back) makes the program draw its whole screen again.
+    script = tmp_path / "corners.py"
+    script.write_text(CORNERS)
+    jobhost.start("busy", f"TERM=screen python3 {script} busy")
+    jobhost.wait_until(lambda: (jobhost.logs / "busy" / "run.log").stat().st_size > 300_000, "300 KB of redraws")
+    client = attach("busy", size=(80, 25))
+    client.shows("BOTTOM-RIGHT")
+    top, bottom, lines = corners(client.screen(), rows=24)
+    assert top.startswith("TOP-LEFT") and bottom.endswith("BOTTOM-RIGHT"), lines
+    client.keys("q")
+    assert jobhost.wait_done("busy")["state"] == "SUCCEEDED"
+
+
+def test_the_panes_scrollback_holds_what_it_showed_while_attached(jobhost, attach):
+    jobhost.start("scroll", "read -r go; for i in $(seq 1 1500); do echo scroll-$i; done; echo scroll-end; sleep 600")
+    client = attach("scroll")
+    client.keys("go", "Enter")
+    client.shows("scroll-end")
+    history = jobhost.tmux("capture-pane", "-p", "-S", "-", "-t", "=orch-scroll:").stdout
+    shown = [line for line in history.splitlines() if line.startswith("scroll-")]
+    assert shown == [f"scroll-{i}" for i in range(1, 1501)] + ["scroll-end"]
