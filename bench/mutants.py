@@ -42,8 +42,8 @@ MUTANTS = (
         "oom-flag",
         "the supervisor never records an OOM",
         f"{HOST}/supervisor.py",
-        "    end.update(oom=oom, oom_cause=cause)\n",
-        "    oom = False\n    end.update(oom=oom, oom_cause=cause)\n",
+        "    end.update(oom=oom, oom_cause=oom_cause)\n",
+        "    oom = False\n    end.update(oom=oom, oom_cause=oom_cause)\n",
         ("tests/host",),
     ),
     Mutant(

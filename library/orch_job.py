@@ -76,9 +76,10 @@ options:
     default: {}
   memory_max:
     description:
-      - Memory cap such as V(8G) or V(512M) (powers of 1024). Enforced with C(systemd-run --user --scope
-        -p MemoryMax=) when the user's systemd manager runs with the memory controller delegated; otherwise the job
-        runs without a cap and the record says why in C(memory_cap).
+      - Memory cap such as V(8G) or V(512M) (powers of 1024). Every job runs in a systemd scope of its own in
+        C(orch.slice), made by the root helper of the C(orch_memory) role (C(/usr/local/libexec/orch-scope), through
+        sudo); this sets that scope's C(MemoryMax). Without the helper the job runs without a cap and the record says
+        why in C(memory_cap).
     type: str
   grace:
     description: Seconds between SIGTERM and SIGKILL for O(state=stopped).
@@ -95,7 +96,8 @@ options:
         and the pane's keys to the job, so prompts, C(pdb), Ctrl-C and full-screen programs work in C(orch attach).
         In the log the terminal's CRLF line ends are written as LF.
       - V(false) is batch mode (C(orch run --no-tty)) with no terminal, stdin C(/dev/null) and output written
-        straight into the log, for jobs that print gigabytes (a terminal costs the kernel about 3x in throughput).
+        straight into the log, for jobs that print gigabytes (through a pty the kernel moves about 1/17 of what a
+        file write moves).
     type: bool
     default: true
 attributes:
@@ -202,14 +204,14 @@ job:
       type: str
       sample: SIGKILL
     oom:
-      description: Whether the memory cap's OOM killer ended the job.
+      description: Whether the kernel's OOM killer ended a process of the job (its scope counted the kill).
       type: bool
       sample: false
     oom_cause:
       description:
-        - "Which limit the OOM killer enforced, null unless RV(job.oom). V(job cap) when the cap's cgroup counted the
-          OOM kill or systemd reports the cap's scope C(oom-kill); V(job cap (inferred: SIGKILL near the cap)) when
-          the job died of SIGKILL at 90% of its cap or more and neither could tell."
+        - Which limit the OOM killer enforced, null unless RV(job.oom), from the counters of the job's scope and of
+          C(orch.slice). V(job cap) is the job's own C(memory_max), V(host limit) is C(orch.slice) (all jobs
+          together), V(host memory) is neither (the kernel's global OOM killer).
       type: str
       sample: job cap
     memory_max:
@@ -222,15 +224,15 @@ job:
       sample: none
     memory_peak:
       description:
-        - Peak memory in bytes; the cap's cgroup peak (C(memory.peak), v1 C(memory.max_usage_in_bytes)) when capped,
-          else the larger of the sampled sum of per-process peak RSS (every 2 s) and the largest reaped process's
-          peak RSS.
+        - Peak memory in bytes; the job scope's peak (C(memory.peak), v1 C(memory.max_usage_in_bytes)) when it has
+          a scope, else the larger of the sampled sum of per-process peak RSS (every 2 s) and the largest reaped
+          process's peak RSS.
       type: int
       sample: 1073741824
     memory_current:
       description:
-        - Current memory in bytes of the job's processes (sum of RSS in the job's session; the cap's cgroup usage
-          when capped); null unless running.
+        - Current memory in bytes of the job's processes (its scope's usage; without a scope the sum of RSS in the
+          job's session); null unless running.
       type: int
       sample: 104857600
     live_processes:
@@ -261,9 +263,9 @@ job:
       type: str
       sample: orch
     memory_cgroup:
-      description: Sysfs directory of the memory cgroup holding the cap, or null when not capped.
+      description: Sysfs directory of the job scope's memory cgroup, or null when the job has no scope.
       type: str
-      sample: /sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/orch-train-a-6f1c0e4b.scope
+      sample: /sys/fs/cgroup/orch.slice/orch-train-a-6f1c0e4b.scope
     cgroup:
       description: The job's cgroup (v2 path) when known.
       type: str

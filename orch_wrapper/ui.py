@@ -100,6 +100,26 @@ def mode_text(job: Job) -> str:
     return "mode: batch, --no-tty (no terminal; output straight into the log)"
 
 
+OOM_CAUSES = {
+    "job cap": "it reached its own --mem",
+    "host limit": "all jobs together reached orch.slice's limit, the host's memory less its reserve",
+    "host memory": "the host itself ran out of memory",
+}
+
+
+def memory_lines(job: Job) -> list[str]:
+    """`orch status NAME`: the cap as the host holds it, and an OOM's cause."""
+    lines = []
+    if isinstance(job.memory_max, int):
+        cap = human_size(job.memory_max)
+        held = "enforced" if job.memory_cap == "enforced" else (job.memory_cap or "not recorded")
+        lines.append(f"memory cap: {cap}, {held}")
+    if job.state == "OOM":
+        cause = job.oom_cause or "not recorded"
+        lines.append(f"oom: {cause} ({OOM_CAUSES[cause]})" if cause in OOM_CAUSES else f"oom: {cause}")
+    return lines
+
+
 def memory_text(job: Job) -> str:
     """The job's memory; with a cap, the cap beside it, and a cap the host could not enforce said as such."""
     used = human_size(job.memory)

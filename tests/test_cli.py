@@ -215,13 +215,14 @@ class FakeRunResult(model.RunResult):
     pass
 
 
-def allow_run(monkeypatch, host_name, state="RUNNING"):
+def allow_run(monkeypatch, host_name, state="RUNNING", **fields):
     calls = []
 
     def run_playbook(settings, name, extravars, limit=None, on_event=None):
         calls.append({"playbook": name, "extravars": dict(extravars), "limit": limit})
         job_spec = spec.decode_spec(extravars["orch_job_spec_b64"])
-        res = {"changed": True, "job": record(job_spec["name"], state, iso(timedelta(0))), "msg": "started"}
+        job = record(job_spec["name"], state, iso(timedelta(0)), **fields)
+        res = {"changed": True, "job": job, "msg": "started"}
         return model.RunResult(status="successful", rc=0, ok={host_name: [{"changed": False}, res]})
 
     monkeypatch.setattr(runner, "run_playbook", run_playbook)
@@ -264,6 +265,48 @@ def test_run_no_tty_asks_for_batch_mode_and_status_name_says_which(home, remote,
         status_replies(monkeypatch, {2201: [record("dump", "RUNNING", iso(timedelta(minutes=1)), tty=tty)]})
         code, out, _ = run_main(capsys, ["status", "dump"])
         assert code == 0 and said in out
+
+
+END = "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        (
+            dict(state="OOM", oom=True, oom_cause="job cap", ended=END, signal="SIGKILL"),
+            ["memory cap: 64.0M, enforced", "oom: job cap (it reached"],
+        ),
+        (
+            dict(state="OOM", oom=True, oom_cause="host limit", ended=END, signal="SIGKILL"),
+            ["oom: host limit (all jobs together reached orch.slice"],
+        ),
+        (dict(state="RUNNING", memory_cap="not enforced: no helper"), ["memory cap: 64.0M, not enforced: no helper"]),
+    ],
+    ids=["oom-job-cap", "oom-host-limit", "not-enforced"],
+)
+def test_status_name_says_how_the_cap_holds_and_why_a_job_ended_oom(home, remote, capsys, monkeypatch, fields, said):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    fields = {"memory_max": 64 << 20, "memory_cap": "enforced", **fields}
+    status_replies(monkeypatch, {2201: [record("hog", fields.pop("state"), iso(timedelta(minutes=1)), **fields)]})
+    code, out, _ = run_main(capsys, ["status", "hog"])
+    assert code == 0
+    for text in said:
+        assert text in out, out
+
+
+@pytest.mark.parametrize(
+    ("memory_cap", "warned"),
+    [("enforced", False), ("not enforced: orch's scope helper is not installed", True)],
+    ids=["enforced", "not-enforced"],
+)
+def test_run_warns_when_the_host_cannot_hold_the_cap(home, remote, capsys, monkeypatch, memory_cap, warned):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    allow_run(monkeypatch, "f-1", memory_max=64 << 20, memory_cap=memory_cap)
+    code, _out, err = run_main(capsys, ["run", "hog", "true", "--mem", "64M"])
+    assert code == 0
+    said = "orch: warning: job hog runs without its --mem cap on f-1: not enforced: orch's scope helper"
+    assert (said in err) is warned, err
 
 
 def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
@@ -428,7 +471,7 @@ def status_table(out: str) -> dict[str, dict[str, str]]:
     """`orch status`'s table by job name and column: cells are two or more spaces apart (ui.columns), a cell holds
     single spaces at most (STARTED's date and time, MEMORY's "5.8G (uncapped)"). `status NAME`'s detail lines (indented
     "  key: value") follow the table."""
-    header, *lines = [line for line in out.splitlines() if not line.startswith("  mode: ")]
+    header, *lines = [line for line in out.splitlines() if not line.startswith("  ")]
     columns = re.split(r" {2,}", header.strip())
     assert columns == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
     table = {}

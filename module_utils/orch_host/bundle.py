@@ -20,6 +20,7 @@ FILES = (
     "memory.py",
     "procs.py",
     "records.py",
+    "scope.py",
     "script.py",
     "supervisor.py",
     "terminal.py",
@@ -38,9 +39,9 @@ def sources():
 def shipped_modules():
     """Every module of the package, imported. Ansible packs into a module's payload only the module_utils that code
     imports; the module calls this before it installs the package, so that its payload holds every file of FILES."""
-    from . import bundle, contract, control, follow, memory, procs, records, script, supervisor, terminal
+    from . import bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
 
-    return bundle, contract, control, follow, memory, procs, records, script, supervisor, terminal
+    return bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
 
 
 def digest(files):

@@ -1,4 +1,4 @@
-"""Memory: per-job caps (a systemd scope with MemoryMax), the job's current and peak memory, OOM counters.
+"""Memory: a job's current and peak memory, from its scope's cgroup (scope.py) or /proc, and the cgroup's counters.
 
 Reads cgroup v2 (unified) and v1 (memory controller) files alike; a job without a cap is measured through /proc.
 """
@@ -16,13 +16,13 @@ CG_EVENTS = ("memory.events", "memory.oom_control")
 
 
 def add_memory(records):
-    """Fill memory_current of RUNNING records: cgroup memory.current when capped, else one pass over /proc."""
+    """Fill memory_current of RUNNING records: their scope's memory.current, else one pass over /proc."""
     by_session = {}
     for rec in records:
         if rec.get("state") != RUNNING:
             continue
         current = None
-        if rec.get("memory_cap") == "enforced" and rec.get("memory_cgroup"):
+        if rec.get("memory_cgroup"):
             current = parse_int(cg_read(rec["memory_cgroup"], CG_CURRENT))
         if current is not None:
             rec["memory_current"] = current
@@ -50,35 +50,6 @@ def session_peak(sid):
                 total += int(line.split()[1]) * 1024
                 break
     return total
-
-
-def memory_cap_plan(memory_max, unit):
-    """(systemd-run argv prefix or None, why the cap cannot be enforced or None). Cheap checks, no subprocess.
-
-    root uses a system scope (works on cgroup v1 and v2); other users a user scope, which needs cgroup v2, a running
-    user manager (lingering) and the memory controller delegated to it.
-    """
-    if memory_max is None:
-        return None, None
-    import shutil
-
-    uid = os.getuid()
-    if shutil.which("systemd-run") is None:
-        return None, "not enforced: systemd-run not found"
-    scope = ["systemd-run", "--scope", "--quiet", "--unit", unit, "-p", f"MemoryMax={memory_max}", "--"]
-    if uid == 0:
-        if not os.path.isdir("/run/systemd/system"):
-            return None, "not enforced: systemd is not running"
-        return scope, None
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return None, "not enforced: cgroup v1 host, user scopes cannot hold a memory cap"
-    if not os.path.exists(os.path.join(runtime, "systemd", "private")):
-        return None, "not enforced: no systemd user manager (enable lingering for the job user)"
-    service = f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers"
-    if "memory" not in (read_text(service, "") or "").split():
-        return None, "not enforced: memory controller not delegated to the user manager"
-    return scope[:1] + ["--user"] + scope[1:], None
 
 
 def cgroup_of(pid):
@@ -126,41 +97,23 @@ def cap_holds(directory, memory_max):
 
 
 class CgroupWatch:
-    """A capped job's memory cgroup while it runs: the peak seen and the OOM kills counted since the job started."""
+    """A job's scope while it runs: the peak memory seen (memory.peak, v1 max_usage_in_bytes; else memory.current)."""
 
     def __init__(self, directory):
         self.directory = directory
-        self.base = oom_kills(directory)
         self.peak = 0
-        self.ooms = 0
 
     def sample(self):
-        # the files vanish when systemd drops the scope: what was seen before stays
-        self.peak = max(self.peak, parse_int(cg_read(self.directory, CG_PEAK)) or 0)
-        count = oom_kills(self.directory)
-        if count is not None and self.base is not None:
-            self.ooms = max(self.ooms, count - self.base)
+        # what was seen stays when the files are gone
+        self.peak = max(self.peak, scope_peak(self.directory))
 
 
-def systemd_result(unit):
-    """Result= of a finished scope (systemd records oom-kill there); None when unknown."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["systemctl"] + ([] if os.getuid() == 0 else ["--user"]) + ["show", "--property=Result", "--value", unit],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        # a scope that failed (oom-kill) stays loaded until reset
-        subprocess.run(
-            ["systemctl"] + ([] if os.getuid() == 0 else ["--user"]) + ["reset-failed", unit],
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+def scope_peak(directory):
+    """The peak memory DIRECTORY's cgroup counted, else its current usage, in bytes; 0 without a cgroup."""
+    if not directory:
+        return 0
+    for names in (CG_PEAK, CG_CURRENT):
+        value = parse_int(cg_read(directory, names))
+        if value is not None:
+            return value
+    return 0

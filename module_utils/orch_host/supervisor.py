@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from . import contract, memory, procs, records, terminal
+from . import contract, memory, procs, records, scope, terminal
 from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
 from .procs import signal_name, start_ticks
 
@@ -22,8 +22,6 @@ TICK = 0.5  # exit detection is immediate (pidfd); the tick paces the pane view 
 SAMPLE_EVERY = 2.0  # seconds between memory samples when no cgroup memory.peak exists
 PANE_CHUNK = 16384  # at most this many new log bytes shown in the tmux pane per tick
 # oom_cause: the job's cap (its cgroup counted the kill, or systemd says so), or a guess from a SIGKILL near the cap
-OOM_BY_CAP = "job cap"
-OOM_BY_CAP_INFERRED = "job cap (inferred: SIGKILL near the cap)"
 # Less than this free on the log's disk while the job ran and the log may have lost lines: a job writing its log
 # at any pace fills what is left within moments (the same 64 KiB kept for the job's end, 16 blocks of 4 KiB).
 FULL_BELOW = records.RESERVE_SIZE
@@ -189,8 +187,8 @@ def _supervise(name, sfile, begun):
     log_path = records.log_file(name)
     facts = records.HostFacts()
     memory_max = spec.get("memory_max")
-    unit = "orch-{}-{}.scope".format(name, spec["run_id"][:8])
-    scope_argv, cap_reason = memory.memory_cap_plan(memory_max, unit)
+    job_scope = scope.JobScope(name, spec["run_id"], memory_max)
+    job_scope.fork_sentinel()  # first, so it holds none of the files opened below
     rec = {
         "name": name,
         "run_id": spec["run_id"],
@@ -205,7 +203,7 @@ def _supervise(name, sfile, begun):
         "oom": False,
         "oom_cause": None,
         "memory_max": memory_max,
-        "memory_cap": "none" if memory_max is None else cap_reason,
+        "memory_cap": "none" if memory_max is None else job_scope.reason,
         "memory_peak": None,
         "pid": None,
         "pgid": None,
@@ -230,9 +228,6 @@ def _supervise(name, sfile, begun):
     env["ORCH_JOB"] = name
     env[RUN_ID_ENV] = spec["run_id"]
     argv = ["bash", "-c", spec["command"]]
-    if scope_argv:
-        env.setdefault("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
-        argv = scope_argv + argv
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     log_error = _append(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
     term = None
@@ -249,6 +244,7 @@ def _supervise(name, sfile, begun):
     import resource
 
     own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    go_r, go_w = os.pipe()  # the job execs only once it is in its scope
     pid = os.fork()
     if pid == 0:  # the job: own session and process group, on its terminal or output straight into the log file
         try:
@@ -263,11 +259,20 @@ def _supervise(name, sfile, begun):
                 os.dup2(devnull, 0)
                 os.dup2(logfd, 1)
                 os.dup2(logfd, 2)
+            os.close(go_w)
+            job_scope.in_job()
+            if os.read(go_r, 1) != b"g":
+                os._exit(127)  # the supervisor died before it let the job go
+            os.close(go_r)
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:  # noqa: B036 - the forked child must never return into Python
             _append(logfd, (f"[orch] cannot start the job: {exc}\n").encode())
         os._exit(127)
     os.close(devnull)
+    os.close(go_r)
+    job_scope.place(pid)
+    os.write(go_w, b"g")
+    os.close(go_w)
     if term is not None:
         term.started()
     grace = int(spec.get("grace", 10))
@@ -279,19 +284,10 @@ def _supervise(name, sfile, begun):
     sampled = {"peak": 0, "free": None}
     _least_free(sampled, records.logs_dir(name))
     try:
-        if scope_argv:
-            for _attempt in range(300):  # systemd-run moves itself into the scope, then execs bash
-                mcg = memory.memory_cgroup_of(pid)
-                if mcg is None or unit in mcg:
-                    break
-                time.sleep(0.01)
         rec["cgroup"] = memory.cgroup_of(pid)
-        if scope_argv:
-            mcg = memory.memory_cgroup_of(pid)
-            if mcg and unit in mcg and memory.cap_holds(mcg, memory_max):
-                rec.update(memory_cap="enforced", memory_cgroup=mcg)
-            else:
-                rec["memory_cap"] = "not enforced: the job's scope has no memory limit (controller not delegated)"
+        rec["memory_cgroup"] = job_scope.directory
+        if memory_max is not None:
+            rec["memory_cap"] = "enforced" if job_scope.directory else job_scope.reason
         try:
             records.save_record(records.job_file(name), rec, reserve)
         except OSError:
@@ -304,27 +300,21 @@ def _supervise(name, sfile, begun):
             except OSError:
                 pass
         keep = functools.partial(_keep_record, name, rec, reserve, sampled)
-        status, rusage, peak, ooms = wait_job(pid, rec, view, sampled, keep, term)
+        status, rusage, peak = wait_job(pid, rec, view, sampled, keep, term)
     except Hangup as exc:
         hangup = str(exc)
         for signum in (signal.SIGHUP, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
-        status, rusage, peak, ooms = end_job(pid, rec, grace, term)
+        status, rusage, peak = end_job(pid, rec, grace, term)
         peak = max(peak, sampled["peak"])  # what was sampled before the hangup still counts
     rec["ended"] = records.now_iso()
     reaped = rusage.ru_maxrss if rusage and rusage.ru_maxrss > own_maxrss else 0
+    _kills, oom_cause = job_scope.verdict()  # the sentinel still holds the scope and its counters
+    if job_scope.directory:  # the kernel's own count of what the job was charged, the cap's measure too
+        peak, reaped = max(peak, memory.scope_peak(job_scope.directory)), 0
+    job_scope.release()
     rec.update(
-        ending(
-            status,
-            stopped=_stop["told"],
-            hangup=hangup,
-            capped=rec["memory_cap"] == "enforced",
-            memory_max=memory_max,
-            peak=peak,
-            ooms=ooms,
-            reaped_peak=reaped * 1024,
-            scope_result=lambda: memory.systemd_result(unit),
-        )
+        ending(status, stopped=_stop["told"], hangup=hangup, peak=peak, oom_cause=oom_cause, reaped_peak=reaped * 1024)
     )
     if term is not None:
         term.finish()  # all the job wrote is in the log before its end line
@@ -379,13 +369,13 @@ def end_leftovers(rec, grace):
     procs.end_processes(lambda: procs.run_processes(rec), grace)
 
 
-def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_peak, scope_result):
+def ending(status, *, stopped, hangup, peak, oom_cause, reaped_peak):
     """How the job ended, as the record's fields: exit_code, signal, memory_peak, oom, oom_cause, state, lost_reason.
 
     STATUS is the job's wait status; STOPPED whether orch stopped this run; HANGUP the signal that ended the
-    supervisor, or None; PEAK the sampled peak in bytes (the cap's cgroup, else the session's); OOMS the OOM kills the
-    cap's cgroup counted; REAPED_PEAK the largest reaped process's peak RSS in bytes; SCOPE_RESULT asks systemd for
-    the cap's scope Result, only when the counters cannot tell.
+    supervisor, or None; PEAK the sampled peak in bytes (the job's scope, else its session's); OOM_CAUSE what the
+    scope's OOM counters say ended one of its processes (scope.JobScope.verdict), or None; REAPED_PEAK the largest
+    reaped process's peak RSS in bytes.
     """
     code = os.waitstatus_to_exitcode(status)
     end = {
@@ -395,15 +385,8 @@ def ending(status, *, stopped, hangup, capped, memory_max, peak, ooms, reaped_pe
     }
     peaks = [p for p in (peak, reaped_peak) if p]
     end["memory_peak"] = max(peaks) if peaks else None
-    oom = bool(ooms)
-    cause = OOM_BY_CAP if oom else None
-    if not oom and capped and end["signal"] == "SIGKILL" and not stopped:
-        # the scope may be gone already: systemd's verdict, else a SIGKILL at the cap is the OOM killer's
-        if scope_result() == "oom-kill":
-            oom, cause = True, OOM_BY_CAP
-        elif (end["memory_peak"] or 0) >= memory_max * 0.9:
-            oom, cause = True, OOM_BY_CAP_INFERRED
-    end.update(oom=oom, oom_cause=cause)
+    oom = oom_cause is not None
+    end.update(oom=oom, oom_cause=oom_cause)
     if hangup:
         end.update(
             state=LOST,
@@ -474,12 +457,12 @@ def _keep_record(name, rec, reserve, sampled):
 
 def wait_job(pid, rec, view, sampled, tick=None, term=None):
     """Wait for the direct child; sample memory meanwhile (the peak so far also in SAMPLED["peak"]), and call TICK
-    each wake-up. Returns (status, rusage, peak bytes, oom kills)."""
+    each wake-up. Returns (status, rusage, peak bytes)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None  # older kernel or Python: poll instead
-    watch = memory.CgroupWatch(rec["memory_cgroup"]) if rec["memory_cap"] == "enforced" else None
+    watch = memory.CgroupWatch(rec["memory_cgroup"]) if rec["memory_cgroup"] else None
     peak = 0
     next_sample = time.monotonic() + 0.1  # an early sample, so short jobs get a figure too
     try:
@@ -490,7 +473,7 @@ def wait_job(pid, rec, view, sampled, tick=None, term=None):
                 sampled["peak"] = watch.peak
             got, status, rusage = os.wait4(pid, os.WNOHANG)
             if got == pid:
-                return (status, rusage, watch.peak, watch.ooms) if watch is not None else (status, rusage, peak, 0)
+                return status, rusage, watch.peak if watch is not None else peak
             if watch is None and time.monotonic() >= next_sample:
                 peak = sampled["peak"] = max(peak, memory.session_peak(pid))
                 next_sample = time.monotonic() + SAMPLE_EVERY
@@ -506,7 +489,7 @@ def wait_job(pid, rec, view, sampled, tick=None, term=None):
 
 def end_job(pid, rec, grace, term=None):
     """The session is going away: end every process of the run (SIGTERM, then SIGKILL after GRACE seconds to all
-    that are left, the leader's children too), reap the child. Returns (status, rusage, 0, 0)."""
+    that are left, the leader's children too), reap the child. Returns (status, rusage, 0)."""
     reaped = []
 
     def reap():
@@ -527,4 +510,4 @@ def end_job(pid, rec, grace, term=None):
                 pass
         reaped.append(os.wait4(pid, 0)[1:])
     status, rusage = reaped[0]
-    return status, rusage, 0, 0
+    return status, rusage, 0

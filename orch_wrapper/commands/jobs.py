@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .. import ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..model import Host, Job, RunResult
@@ -88,6 +89,9 @@ def run(
     print(f"{name}: {state}{_ending(record)} on {target.name} ({target.address})")
     print(f"  follow: orch logs {name} -f")
     print(f"  attach: orch attach {name}")
+    cap = record.get("memory_cap")
+    if record.get("memory_max") is not None and cap != "enforced":  # never silently uncapped
+        ui.warn(f"job {name} runs without its --mem cap on {target.name}: {cap or 'not recorded'}")
     return ExitCode.OK
 
 

@@ -38,7 +38,8 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         ui.print_jobs(jobs, now)
         if name is not None:
             for job in jobs:
-                print("  " + ui.mode_text(job))
+                for line in [ui.mode_text(job), *ui.memory_lines(job)]:
+                    print("  " + line)
     timings.mark("rendering")
     for job in jobs:
         if job.error:

@@ -268,19 +268,3 @@ def test_keys_typed_over_ssh_reach_the_job_and_ctrl_c_interrupts_it(env, capfd, 
     assert main(["logs", "typed"]) == 0
     out = capfd.readouterr().out
     assert "got:over ssh" in out and "got INT" in out
-
-
-def test_a_memory_cap_either_bites_or_says_it_could_not(env, capfd):
-    """`--mem`: a job over its cap ends OOM where the host can hold a cap; where it cannot (cgroup v1 hosts for a
-    non-root job user, such as this machine's sandbox) the record says so instead of pretending."""
-    grab = "python3 -c 'b = bytearray(200 * 2**20); print(len(b))'"
-    assert main(["run", "capped", "--mem", "64M", grab]) == 0
-    job = wait_state(capfd, "capped", {"SUCCEEDED", "FAILED", "OOM"})
-    assert job["memory_max"] == 64 * 2**20
-    if job["memory_cap"] == "enforced":
-        assert job["state"] == "OOM", job
-    else:
-        assert job["memory_cap"].startswith("not enforced: ") and job["state"] == "SUCCEEDED", job
-        capfd.readouterr()
-        assert main(["status", "capped"]) == 0
-        assert "(uncapped)" in capfd.readouterr().out

@@ -111,7 +111,7 @@ class JobHost:
 
     def start(self, name: str, command: str, **args) -> dict:
         result = self.module(name=name, state="started", command=command, **args)
-        assert result.get("changed") is True and not result.get("failed"), result
+        assert result.get("changed") is True and not result.get("failed"), result.get("msg", result)
         return result["job"]
 
     # --- the script, sent on stdin as the CLI's read paths do over ssh --------------------------------------

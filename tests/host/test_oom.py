@@ -1,8 +1,6 @@
-"""OOM from the cap's cgroup: recorded cgroup v1 and v2 trees of a capped job's scope, read as the supervisor reads
-them (memory.CgroupWatch) and decided as it decides (supervisor.ending).
-
-The cap itself cannot be applied everywhere the tests run (cgroup v1 without root's systemd, a user without a
-delegated memory controller), so the scope's files are written to a temp folder in the kernel's own formats.
+"""OOM with its cause, from recorded cgroup v1 and v2 trees (this machine has no v2 host and no systemd here): a
+job's scope inside orch.slice, read as the supervisor reads it (scope.JobScope) and decided as it decides
+(supervisor.ending), with real wait statuses. The kernel's own formats; the counters, never the exit code, decide.
 """
 
 from __future__ import annotations
@@ -12,45 +10,75 @@ import shutil
 from pathlib import Path
 
 import pytest
-from orch_host import memory, supervisor
+from orch_host import memory, scope, supervisor
 
 CAP = 512 << 20
 UNIT = "orch-hog-6f1c0e4b.scope"
 
-# The scope's files when the job starts and after the OOM killer ended it. v1: root's system scope under the memory
-# controller (the v1 names; memory.oom_control counts kills since 4.13). v2: a user scope in the unified hierarchy.
-V1_START = {
-    "memory.limit_in_bytes": "536870912\n",
-    "memory.usage_in_bytes": "2211840\n",
-    "memory.max_usage_in_bytes": "2211840\n",
-    "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-}
-V1_OOM = {
-    "memory.limit_in_bytes": "536870912\n",
-    "memory.usage_in_bytes": "1040384\n",
-    "memory.max_usage_in_bytes": "536866816\n",
-    "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
-}
-V2_START = {
-    "memory.max": "536870912\n",
-    "memory.current": "2195456\n",
-    "memory.peak": "2195456\n",
-    "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-}
-V2_OOM = {
-    "memory.max": "536870912\n",
-    "memory.current": "1097728\n",
-    "memory.peak": "536870912\n",
-    "memory.events": "low 0\nhigh 0\nmax 1390\noom 1\noom_kill 1\noom_group_kill 0\n",
-}
-TREES = {"v1": (V1_START, V1_OOM, "memory.max_usage_in_bytes"), "v2": (V2_START, V2_OOM, "memory.peak")}
+# v2: the scope's memory.events counts kills of its processes; memory.events.local's `oom` counts OOMs at its own
+# limit, the slice's at the slice's limit.
+V2_EVENTS = "low 0\nhigh 0\nmax {max}\noom {oom}\noom_kill {kill}\noom_group_kill 0\n"
+# v1: memory.oom_control counts the kills; memory.failcnt the charges that failed at that cgroup's limit.
+V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill {kill}\n"
+
+
+def v2_scope(kill=0, oom=0, peak=2195456, limit=CAP):
+    events = V2_EVENTS.format(max=oom * 1390, oom=oom, kill=kill)
+    return {
+        "memory.max": f"{limit}\n",
+        "memory.current": "2195456\n",
+        "memory.peak": f"{peak}\n",
+        "memory.events": events,
+        "memory.events.local": events,
+    }
+
+
+def v2_slice(oom=0):
+    return {"memory.events.local": V2_EVENTS.format(max=oom * 90, oom=oom, kill=0)}
+
+
+def v1_scope(kill=0, oom=0, peak=2211840, limit=CAP):
+    return {
+        "memory.limit_in_bytes": f"{limit}\n",
+        "memory.usage_in_bytes": "2211840\n",
+        "memory.max_usage_in_bytes": f"{peak}\n",
+        "memory.oom_control": V1_OOM_CONTROL.format(kill=kill),
+        "memory.failcnt": f"{oom * 37}\n",
+    }
+
+
+def v1_slice(oom=0):
+    return {"memory.failcnt": f"{oom * 12}\n", "memory.oom_control": V1_OOM_CONTROL.format(kill=0)}
+
+
+TREES = {"v1": (v1_scope, v1_slice), "v2": (v2_scope, v2_slice)}
 
 
 def write_tree(directory: Path, files: dict[str, str]) -> str:
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (directory / name).write_text(text)
     return str(directory)
+
+
+class Tree:
+    """orch.slice/UNIT under a temp folder, in one cgroup version's files."""
+
+    def __init__(self, root: Path, version: str):
+        self.scope_files, self.slice_files = TREES[version]
+        self.slice = root / "orch.slice"
+        self.scope = self.slice / UNIT
+        self.set(scope={}, slice={})
+
+    def set(self, scope: dict, slice: dict) -> None:  # noqa: A002 - the cgroup's own word
+        write_tree(self.slice, self.slice_files(**slice))
+        write_tree(self.scope, self.scope_files(**scope))
+
+
+def watched(tree: Tree, memory_max: int | None = CAP) -> scope.JobScope:
+    job_scope = scope.JobScope("hog", "6f1c0e4b" + "0" * 24, memory_max)
+    job_scope.adopt(str(tree.scope))
+    return job_scope
 
 
 def wait_status(command: str) -> int:
@@ -59,18 +87,10 @@ def wait_status(command: str) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def end_of(status: int, watch: memory.CgroupWatch, *, stopped: bool = False, scope_result=None) -> dict:
-    return supervisor.ending(
-        status,
-        stopped=stopped,
-        hangup=None,
-        capped=True,
-        memory_max=CAP,
-        peak=watch.peak,
-        ooms=watch.ooms,
-        reaped_peak=0,  # a process the OOM killer ends leaves no rusage behind
-        scope_result=lambda: scope_result,
-    )
+def end_of(status: int, job_scope: scope.JobScope, *, stopped: bool = False) -> dict:
+    _kills, cause = job_scope.verdict()
+    peak = memory.scope_peak(job_scope.directory)
+    return supervisor.ending(status, stopped=stopped, hangup=None, peak=peak, oom_cause=cause, reaped_peak=0)
 
 
 @pytest.mark.parametrize("version", sorted(TREES))
@@ -79,65 +99,76 @@ def end_of(status: int, watch: memory.CgroupWatch, *, stopped: bool = False, sco
     [("kill -9 $$", None, "SIGKILL"), ("exit 137", 137, None)],
     ids=["job-killed", "child-killed"],  # bash itself, or a child of bash's, which then exits 137
 )
-def test_a_capped_job_its_cgroup_counted_an_oom_kill_for_is_oom(tmp_path, version, command, exit_code, signal):
-    start, oom, peak_file = TREES[version]
-    scope = write_tree(tmp_path / UNIT, start)
-    assert memory.cap_holds(scope, CAP)  # the limit reads back: the cap counts as enforced
-    watch = memory.CgroupWatch(scope)
-    watch.sample()
-    write_tree(tmp_path / UNIT, oom)
-    watch.sample()  # right after the job ends, before systemd drops the scope
-    end = end_of(wait_status(command), watch)
+def test_a_job_its_scope_counted_an_oom_kill_at_its_own_cap_is_oom_job_cap(
+    tmp_path, version, command, exit_code, signal
+):
+    tree = Tree(tmp_path, version)
+    assert memory.cap_holds(str(tree.scope), CAP)  # the limit reads back: the cap counts as enforced
+    job_scope = watched(tree)
+    tree.set(scope=dict(kill=1, oom=1, peak=CAP - 4096), slice={})
+    end = end_of(wait_status(command), job_scope)
     assert (end["state"], end["oom"], end["oom_cause"]) == ("OOM", True, "job cap")
-    assert end["memory_peak"] == int(oom[peak_file])
+    assert end["memory_peak"] == CAP - 4096
     assert (end["exit_code"], end["signal"], end["lost_reason"]) == (exit_code, signal, None)
 
 
 @pytest.mark.parametrize("version", sorted(TREES))
-def test_a_sigkill_far_below_the_cap_with_no_oom_kill_counted_is_failed(tmp_path, version):
-    start, _, peak_file = TREES[version]
-    scope = write_tree(tmp_path / UNIT, start)
-    watch = memory.CgroupWatch(scope)
-    # someone's kill -9 at 100M of the 512M cap: the counters did not move
-    write_tree(tmp_path / UNIT, {**start, peak_file: f"{100 << 20}\n"})
-    watch.sample()
-    end = end_of(wait_status("kill -9 $$"), watch, scope_result="success")
-    assert (end["state"], end["oom"], end["oom_cause"]) == ("FAILED", False, None)
-    assert (end["signal"], end["memory_peak"]) == ("SIGKILL", 100 << 20)
+@pytest.mark.parametrize("memory_max", [CAP, None], ids=["capped", "uncapped"])
+def test_an_oom_kill_at_the_slices_limit_is_oom_host_limit(tmp_path, version, memory_max):
+    tree = Tree(tmp_path, version)
+    job_scope = watched(tree, memory_max)
+    tree.set(scope=dict(kill=1, oom=0, peak=300 << 20), slice=dict(oom=1))
+    end = end_of(wait_status("kill -9 $$"), job_scope)
+    assert (end["state"], end["oom_cause"]) == ("OOM", "host limit")
 
 
 @pytest.mark.parametrize("version", sorted(TREES))
-@pytest.mark.parametrize(
-    ("peak", "scope_result", "state", "cause"),
-    [
-        (300 << 20, "oom-kill", "OOM", "job cap"),
-        (500 << 20, None, "OOM", "job cap (inferred: SIGKILL near the cap)"),
-        (300 << 20, None, "FAILED", None),
-    ],
-    ids=["systemd-says-oom-kill", "sigkill-near-the-cap", "sigkill-far-below-the-cap"],
-)
-def test_when_the_scope_is_gone_before_the_last_read_systemd_or_the_peak_decides(
-    tmp_path, version, peak, scope_result, state, cause
-):
-    start, _, peak_file = TREES[version]
-    scope = write_tree(tmp_path / UNIT, start)
-    watch = memory.CgroupWatch(scope)
-    write_tree(tmp_path / UNIT, {**start, peak_file: f"{peak}\n"})
-    watch.sample()
-    shutil.rmtree(scope)  # systemd dropped the scope between two reads
-    watch.sample()
-    end = end_of(wait_status("kill -9 $$"), watch, scope_result=scope_result)
-    assert (end["state"], end["oom"], end["oom_cause"]) == (state, state == "OOM", cause)
-    assert end["memory_peak"] == peak
+@pytest.mark.parametrize(("peak", "cause"), [(CAP, "job cap"), (200 << 20, "host limit")])
+def test_when_both_limits_were_hit_the_limit_the_peak_reached_decides(tmp_path, version, peak, cause):
+    tree = Tree(tmp_path, version)
+    job_scope = watched(tree)
+    tree.set(scope=dict(kill=1, oom=1, peak=peak), slice=dict(oom=1))
+    assert end_of(wait_status("kill -9 $$"), job_scope)["oom_cause"] == cause
+
+
+@pytest.mark.parametrize("version", sorted(TREES))
+def test_an_oom_kill_at_no_orch_limit_is_the_hosts_own_memory(tmp_path, version):
+    tree = Tree(tmp_path, version)
+    job_scope = watched(tree)
+    tree.set(scope=dict(kill=1), slice={})  # the kernel's global OOM killer picked the job
+    assert end_of(wait_status("kill -9 $$"), job_scope)["oom_cause"] == "host memory"
+
+
+@pytest.mark.parametrize("version", sorted(TREES))
+def test_a_sigkill_at_the_cap_with_no_oom_kill_counted_is_failed(tmp_path, version):
+    # someone's kill -9 while the job sat at its cap: the peak alone never makes an OOM
+    tree = Tree(tmp_path, version)
+    job_scope = watched(tree)
+    tree.set(scope=dict(kill=0, oom=1, peak=CAP), slice=dict(oom=1))
+    end = end_of(wait_status("kill -9 $$"), job_scope)
+    assert (end["state"], end["oom"], end["oom_cause"]) == ("FAILED", False, None)
+    assert (end["signal"], end["memory_peak"]) == ("SIGKILL", CAP)
+
+
+def test_kills_counted_before_the_job_started_do_not_count(tmp_path):
+    tree = Tree(tmp_path, "v2")
+    tree.set(scope=dict(kill=2, oom=2), slice=dict(oom=2))  # a scope name reused: its old counts are the base
+    job_scope = watched(tree)
+    assert end_of(wait_status("exit 0"), job_scope)["state"] == "SUCCEEDED"
 
 
 def test_a_job_orch_stopped_is_killed_even_at_its_cap(tmp_path):
-    start, _, peak_file = TREES["v2"]
-    watch = memory.CgroupWatch(write_tree(tmp_path / UNIT, start))
-    write_tree(tmp_path / UNIT, {**start, peak_file: f"{CAP}\n"})
-    watch.sample()
-    end = end_of(wait_status("kill -9 $$"), watch, stopped=True)  # the grace ran out: orch's own SIGKILL
+    tree = Tree(tmp_path, "v2")
+    job_scope = watched(tree)
+    tree.set(scope=dict(kill=0, peak=CAP), slice={})
+    end = end_of(wait_status("kill -9 $$"), job_scope, stopped=True)  # the grace ran out: orch's own SIGKILL
     assert (end["state"], end["oom"], end["oom_cause"], end["signal"]) == ("KILLED", False, None, "SIGKILL")
+
+
+def test_a_job_without_a_scope_has_no_verdict(tmp_path):
+    job_scope = scope.JobScope("plain", "0" * 32, None)
+    assert job_scope.verdict() == (0, None)
+    assert memory.scope_peak(job_scope.directory) == 0
 
 
 @pytest.mark.parametrize(

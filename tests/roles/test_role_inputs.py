@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_TAGS = ",".join(
-    f"{role}_assert" for role in ("orch_base", "orch_tmux", "orch_repos", "orch_log_retention", "orch_cloudwatch")
+    f"{role}_assert"
+    for role in ("orch_base", "orch_memory", "orch_tmux", "orch_repos", "orch_log_retention", "orch_cloudwatch")
 )
 GOOD_REPO = {"name": "alpha", "url": "git@example.invalid:team/alpha.git", "key_parameter": "/orch/t/deploy-keys/alpha"}
 
@@ -110,6 +111,11 @@ def test_good_inputs_pass_every_check(tmp_path):
             {"orch_log_retention_max_size": "lots"},
             ["orch_log_retention_max_size must be a size like 100M", "got lots"],
             id="rotation-size-malformed",
+        ),
+        pytest.param(
+            {"orch_memory_reserve": "2 GB"},
+            ["orch_memory_reserve and orch_memory_sshd_min must be sizes like 2G or 512M", "got 2 GB"],
+            id="memory-reserve-malformed",
         ),
         pytest.param(
             {"orch_cloudwatch_retention_days": 31},
