@@ -114,12 +114,13 @@ class Bench:
 
     # --- sandbox -------------------------------------------------------------------------------------------------
 
-    def up(self) -> None:
-        say(f"sandbox up --hosts {self.n_hosts} in a temporary ORCH_HOME ...")
+    def up(self, *extra: str) -> None:
+        """`orch sandbox up --hosts N EXTRA...` in the temporary ORCH_HOME."""
+        say(f"sandbox up --hosts {self.n_hosts} {' '.join(extra)} in a temporary ORCH_HOME ...")
         start = time.perf_counter()
         with open(self.home / "bench-up.log", "w") as log:
             proc = subprocess.run(
-                self.orch_argv("sandbox", "up", "--hosts", str(self.n_hosts)),
+                self.orch_argv("sandbox", "up", "--hosts", str(self.n_hosts), *extra),
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -120,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VAR=/ssm/param",
         help="environment variable fetched on the host from SSM Parameter Store (repeatable)",
     )
-    p.add_argument("--mem", metavar="SIZE", help="memory cap, e.g. 8G")
+    p.add_argument(
+        "--mem",
+        metavar="SIZE",
+        help="the job's memory cap, e.g. 8G or 512M (whole numbers, 16M to 64T); without it the job is bounded only by "
+        "orch.slice, the host's memory less its reserve",
+    )
     p.add_argument(
         "--no-tty",
         dest="tty",
@@ -167,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("sandbox", help="the local sandbox fleet: moto as AWS, podman containers as hosts")
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--hosts", type=int, default=1, metavar="N", help="how many hosts `up` provisions (default 1)")
+    p.add_argument(
+        "--memory",
+        metavar="SIZE[,SIZE...]",
+        help="each host container's memory limit, one size for all or one per host (e.g. 3G or 3G,4G,6G); "
+        "default none (the machine's memory)",
+    )
     p.set_defaults(func=_verb(_sandbox, "sandbox"))
     return parser
 

@@ -56,6 +56,36 @@ class HostReply:
     error: str | None  # why there is no data
 
 
+@dataclass(frozen=True)
+class HostMemory:
+    """A host's memory as its query reports it (orch_host.memory.host_memory), in bytes; None where unknown."""
+
+    memory_total: int | None = None  # what the host can use: the lesser of MemTotal and its own cgroup limit
+    memory_allocatable: int | None = None  # orch.slice's limit: the total less the host's reserve
+    memory_reserved: int | None = None  # what active jobs reserve (their --mem)
+    memory_used: int | None = None  # what orch.slice's jobs use now
+    memory_caps: str | None = None  # "enforced", or "not enforced: why"
+
+    @classmethod
+    def from_reply(cls, data: dict[str, Any] | None) -> HostMemory | None:
+        memory = (data or {}).get("memory")
+        if not isinstance(memory, dict):
+            return None
+
+        def size(key: str) -> int | None:
+            value = memory.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        caps = memory.get("memory_caps")
+        return cls(
+            memory_total=size("memory_total"),
+            memory_allocatable=size("memory_allocatable"),
+            memory_reserved=size("memory_reserved"),
+            memory_used=size("memory_used"),
+            memory_caps=caps if isinstance(caps, str) else None,
+        )
+
+
 # --- jobs as the host reports them ---------------------------------------------------------------------------------
 
 
@@ -196,3 +226,4 @@ class Check:
     ok: bool
     detail: str = ""
     fix: str = ""
+    warning: bool = False  # ok, but the user should know (a host that cannot hold --mem caps)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .model import parse_time
+from .model import HostMemory, parse_time
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -170,13 +170,19 @@ def print_jobs(jobs: Iterable[Job], now: datetime, file: Any = None) -> None:
     out.write(columns(JOB_COLUMNS, rows, ("ELAPSED", "MEMORY", "EXIT"), colours, _colour(out)))
 
 
-def print_hosts(hosts: Iterable[Host], file: Any = None) -> None:
+def print_hosts(hosts: Iterable[Host], memory: dict[str, HostMemory | None] | None = None, file: Any = None) -> None:
+    """The hosts, and for each running one its memory: TOTAL it can use, ALLOC(atable) to jobs (orch.slice),
+    RESERVED by active jobs' --mem, USED by them now, and whether CAPS hold."""
     out = file or sys.stdout
-    rows = [
-        [h.name, h.instance_id or "-", h.instance_type or "-", h.state or "-", h.address, h.access or "-"]
-        for h in hosts
-    ]
-    out.write(columns(["NAME", "INSTANCE", "TYPE", "STATE", "ADDRESS", "ACCESS"], rows, colour=_colour(out)))
+    rows = []
+    for h in hosts:
+        mem = (memory or {}).get(h.name) or HostMemory()
+        caps = "-" if mem.memory_caps is None else "yes" if mem.memory_caps == "enforced" else "NO"
+        sizes = (mem.memory_total, mem.memory_allocatable, mem.memory_reserved, mem.memory_used)
+        rows.append([h.name, h.instance_id or "-", h.instance_type or "-", h.state or "-", h.address, h.access or "-"])
+        rows[-1] += [*(human_size(v) for v in sizes), caps]
+    headers = ["NAME", "INSTANCE", "TYPE", "STATE", "ADDRESS", "ACCESS", "TOTAL", "ALLOC", "RESERVED", "USED", "CAPS"]
+    out.write(columns(headers, rows, right=("TOTAL", "ALLOC", "RESERVED", "USED"), colour=_colour(out)))
 
 
 class TaskProgress:

@@ -171,6 +171,9 @@ def record(name: str, state: str, started: str, **extra: Any) -> dict[str, Any]:
     return check_record(rec)
 
 
-def query_reply(jobs: list[dict[str, Any]]) -> bytes:
-    """The host's `query` reply (stdout) with these JOBS."""
-    return json.dumps({**HOST_REPLIES["query"]["reply"], "jobs": [check_record(job) for job in jobs]}).encode()
+def query_reply(jobs: list[dict[str, Any]], memory: dict[str, Any] | None = None) -> bytes:
+    """The host's `query` reply (stdout) with these JOBS, and the host's MEMORY (a whole-host query's)."""
+    reply = {**HOST_REPLIES["query"]["reply"], "jobs": [check_record(job) for job in jobs]}
+    if memory is not None:
+        reply["memory"] = memory
+    return json.dumps(reply).encode()

@@ -161,6 +161,7 @@ BAD_RUNS = {
     "mem-zero": (["run", "job", "x", "--mem", "0G"], "invalid --mem"),
     "mem-negative": (["run", "job", "x", "--mem", "-1G"], "expected one argument"),
     "mem-decimal": (["run", "job", "x", "--mem", "1.5G"], "invalid --mem"),
+    "mem-below-floor": (["run", "job", "x", "--mem", "8M"], "invalid --mem"),
     "mem-words": (["run", "job", "x", "--mem", "lots"], "invalid --mem"),
     "cwd-newline": (["run", "job", "x", "--cwd", "a\nb"], "invalid --cwd"),
     "missing-command": (["run", "job"], "required: CMD"),
@@ -168,6 +169,9 @@ BAD_RUNS = {
     "tail-word": (["logs", "job", "--tail", "ten"], "whole number"),
     "unknown-verb": (["frobnicate"], "invalid choice"),
     "sandbox-action": (["sandbox", "sideways"], "invalid choice"),
+    "sandbox-memory-size": (["sandbox", "up", "--memory", "3G,lots"], "invalid --memory"),
+    "sandbox-memory-decimal": (["sandbox", "up", "--memory", "2.5G"], "invalid --memory"),
+    "sandbox-memory-count": (["sandbox", "up", "--hosts", "3", "--memory", "3G,4G"], "gives 2 sizes for 3 host(s)"),
 }
 
 
@@ -201,8 +205,16 @@ def test_bad_settings_are_one_line_config_errors(home, remote, capsys, monkeypat
     assert remote == []
 
 
+def test_sandbox_memory_is_one_size_for_all_hosts_or_one_per_host():
+    from orch_wrapper.commands.sandbox import host_memory
+
+    assert host_memory(None, 2) == [None, None]
+    assert host_memory("3G", 3) == [3 << 30] * 3
+    assert host_memory("3G,4G,512M", 3) == [3 << 30, 4 << 30, 512 << 20]
+
+
 @pytest.mark.parametrize(
-    ("value", "normalised"), [("8G", "8G"), ("512m", "512M"), ("8GiB", "8G"), ("1024K", "1024K"), (None, None)]
+    ("value", "normalised"), [("8G", "8G"), ("512m", "512M"), ("8GiB", "8G"), ("16384K", "16384K"), (None, None)]
 )
 def test_mem_values_are_normalised(value, normalised):
     assert spec.parse_mem(value) == normalised
@@ -461,6 +473,8 @@ def status_replies(monkeypatch, by_port, calls=None):
         reply = by_port[h.ssh_port]
         if isinstance(reply, tuple):  # (rc, stderr): ssh failed
             return subprocess.CompletedProcess([], reply[0], b"", reply[1])
+        if isinstance(reply, dict):  # a whole-host reply: {"jobs": [...], "memory": {...}}
+            return subprocess.CompletedProcess([], 0, query_reply(reply["jobs"], reply.get("memory")), b"")
         return subprocess.CompletedProcess([], 0, query_reply(reply), b"")
 
     monkeypatch.setattr(ssh, "run_host_code", fake)
@@ -746,15 +760,47 @@ def test_fleet_cache_is_keyed_and_expires(home, monkeypatch):
     assert reads[-1] is True
 
 
-def test_hosts_json(home, remote, capsys):
+HOST_MEMORY = {
+    "memory_total": 32 << 30,
+    "memory_allocatable": 30 << 30,
+    "memory_reserved": 18 << 30,
+    "memory_used": 11 << 30,
+    "memory_caps": "enforced",
+}
+
+
+def test_hosts_json(home, remote, capsys, monkeypatch):
     seed_fleet([host("endpoint"), host("ssm")])
-    code, out, _ = run_main(capsys, ["hosts", "--json"])
+    status_replies(monkeypatch, {2201: {"jobs": [], "memory": HOST_MEMORY}, 22: (255, b"ssh: connect refused")})
+    code, out, err = run_main(capsys, ["hosts", "--json"])
     assert code == 0
     data = json.loads(out)
     assert [(h["name"], h["instance_id"], h["instance_type"], h["state"], h["address"]) for h in data] == [
         ("f-1", "i-0123456789abcdef0", "t3.2xlarge", "running", "127.0.0.1:2201"),
         ("f-2", "i-0aaaaaaaaaaaaaaa1", "m7g.2xlarge", "running", "i-0aaaaaaaaaaaaaaa1:22"),
     ]
+    assert {k: data[0][k] for k in HOST_MEMORY} == HOST_MEMORY  # bytes, as the host reports them
+    assert all(data[1][k] is None for k in HOST_MEMORY)  # unreachable: unknown, and said so
+    assert "f-2 is unreachable" in err
+
+
+@pytest.mark.parametrize(
+    ("caps", "shown", "warned"),
+    [
+        ("enforced", "yes", False),
+        ("not enforced: orch.slice is missing (run `orch configure` on the host)", "NO", True),
+    ],
+    ids=["caps-held", "caps-not-held"],
+)
+def test_hosts_shows_each_hosts_memory_and_whether_caps_hold(home, remote, capsys, monkeypatch, caps, shown, warned):
+    seed_fleet([host("endpoint")])
+    status_replies(monkeypatch, {2201: {"jobs": [], "memory": {**HOST_MEMORY, "memory_caps": caps}}})
+    code, out, err = run_main(capsys, ["hosts"])
+    assert code == 0
+    header, row = (re.split(r" {2,}", line.strip()) for line in out.splitlines())
+    assert header[-5:] == ["TOTAL", "ALLOC", "RESERVED", "USED", "CAPS"]
+    assert row[-5:] == ["32.0G", "30.0G", "18.0G", "11.0G", shown]
+    assert ("f-1 cannot hold --mem caps: not enforced: orch.slice is missing" in err) is warned, err
 
 
 def test_ssh_config_blocks(home, remote, capsys, monkeypatch):
@@ -1031,6 +1077,7 @@ def doctor_world(home, remote, monkeypatch):
         hostvars={"f-1": endpoint_hostvars("f-1", 2201)},
         ssh_timeout=set(),  # ports whose ssh gets no answer
         ssh_calls=[],
+        caps="enforced",  # what every host's query says of --mem caps
     )
     monkeypatch.setenv("AWS_ENDPOINT_URL", world.endpoint)
     monkeypatch.setattr(
@@ -1063,6 +1110,12 @@ def doctor_world(home, remote, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, b"", b"")
 
     monkeypatch.setattr(subprocess, "run", run)
+
+    def host_code(settings, h, args, timeout=30):  # the host's query: its memory, as `orch_host.script` sends it
+        memory = {**HOST_MEMORY, "memory_caps": world.caps}
+        return subprocess.CompletedProcess([], 0, query_reply([], memory), b"")
+
+    monkeypatch.setattr(ssh, "run_host_code", host_code)
     yield world
     listener.close()
 
@@ -1077,6 +1130,7 @@ def doctor_healthy(world) -> list[str]:
         "ok   inventory: 1 host(s) in fleet f",
         "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
         "ok   ssh f-1: 127.0.0.1:2201 as ec2-user",
+        "ok   memory caps f-1: enforced (orch.slice 30.0G)",
     ]
 
 
@@ -1160,7 +1214,20 @@ def test_doctor_names_a_host_that_does_not_answer_ssh(doctor_world, capsys):
         "ok   fleet key in orch's agent: /orch/f/ssh/private-key",
         "FAIL ssh f-1: 127.0.0.1:2201: no answer in 20 s  -> start the instance or check the network",
         "ok   ssh f-2: 127.0.0.1:2202 as ec2-user",  # one silent host does not stop the others' checks
+        "ok   memory caps f-2: enforced (orch.slice 30.0G)",
         "1 check(s) failed",
+    ]
+
+
+def test_doctor_warns_of_a_host_that_cannot_hold_caps(doctor_world, capsys):
+    doctor_world.caps = "not enforced: orch.slice is missing (run `orch configure` on the host)"
+    code, out, _ = run_main(capsys, ["doctor"])
+    assert code == 0  # the host works; its caps do not, and doctor says so
+    assert out.splitlines() == [
+        *doctor_healthy(doctor_world)[:-1],
+        "warn memory caps f-1: not enforced: orch.slice is missing (run `orch configure` on the host)"
+        "  -> run `orch configure`",
+        "all checks passed, 1 warning(s)",
     ]
 
 

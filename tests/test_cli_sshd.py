@@ -151,6 +151,9 @@ def test_hosts_doctor_and_ssh_config(box, orch):
     code, out, err = orch("doctor")
     assert code == 0, out + err
     assert f"ok   ssh {box['fleet']}-1: 127.0.0.1:{box['port']} as root" in out
+    # this machine is no configured job host (no orch.slice, no scope helper): doctor says caps cannot hold
+    caps = f"warn memory caps {box['fleet']}-1: not enforced: orch's scope helper"
+    assert caps in out and "-> run `orch configure`" in out and "all checks passed, 1 warning(s)" in out, out
     code, out, _ = orch("ssh-config")
     assert f"Host {box['fleet']}-1\n  HostName 127.0.0.1\n  Port {box['port']}\n  User root\n" in out
 

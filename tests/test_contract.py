@@ -41,7 +41,8 @@ def test_the_laptop_and_the_host_accept_the_same_job_names(name):
         ("8G", 8 << 30, "8G"),
         ("512m", 512 << 20, "512M"),
         ("1GiB", 1 << 30, "1G"),
-        ("007K", 7 << 10, "7K"),
+        ("0016384K", 16 << 20, "16384K"),
+        ("16M", 16 << 20, "16M"),
         ("64T", 64 << 40, "64T"),
     ],
 )
@@ -51,7 +52,9 @@ def test_memory_sizes_mean_the_same_on_both_sides(text, size, shown):
     assert contract.memory_size(spec.parse_mem(text))[0] == size  # what the laptop sends, the host reads back
 
 
-@pytest.mark.parametrize("text", ["0", "0G", "lots", "1.5G", "12345678G", "8X", "-1G", "65T", "9999999T", "67108865M"])
+@pytest.mark.parametrize(
+    "text", ["0", "0G", "lots", "1.5G", "12345678G", "8X", "-1G", "65T", "9999999T", "67108865M", "15M", "7K", "1024"]
+)
 def test_bad_memory_sizes_are_refused_on_both_sides(text):
     with pytest.raises(ValueError):
         contract.memory_size(text)

@@ -7,11 +7,14 @@ import re
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 NAME_RULE = "use 1-63 characters a-z 0-9 . _ -, starting with a letter or digit, no '..'"
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# A memory size: a whole number of K, M, G or T (powers of 1024); B and iB suffixes are accepted.
+# A memory size: a whole number of K, M, G or T (powers of 1024); B and iB suffixes are accepted. No decimals:
+# 1.5G is 1536M, said so, never rounded behind the user's back.
 MEMORY_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
 # The largest cap that means anything: more than any EC2 instance has (24 TiB at most); a typo beyond it is refused.
 MEMORY_LIMIT = 64 << 40
-MEMORY_RULE = "use a size like 512M or 8G, at most 64T"
+# The smallest: below it even a shell and Python's start-up (about 10M) would be killed (the helper's floor too).
+MEMORY_FLOOR = 16 << 20
+MEMORY_RULE = "use a whole number and K, M, G or T, like 512M or 8G (1536M, not 1.5G), from 16M to 64T"
 
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
@@ -65,7 +68,7 @@ def memory_size(text):
         raise ValueError(text)
     unit = match.group(2).upper()
     size = int(match.group(1)) * 1024 ** "_KMGT".index(unit or "_")
-    if size > MEMORY_LIMIT:
+    if not MEMORY_FLOOR <= size <= MEMORY_LIMIT:
         raise ValueError(text)
     return size, match.group(1).lstrip("0") + unit
 

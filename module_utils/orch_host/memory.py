@@ -5,7 +5,7 @@ Reads cgroup v2 (unified) and v1 (memory controller) files alike; a job without 
 
 import os
 
-from .contract import RUNNING
+from .contract import ACTIVE_STATES, RUNNING
 from .procs import all_stats, read_text, session_of
 
 # memory cgroup files: v2 name, v1 name
@@ -117,3 +117,47 @@ def scope_peak(directory):
         if value is not None:
             return value
     return 0
+
+
+# orch.slice's memory cgroup (roles/orch_memory), v2 then v1; and the host's own limit (a container's), likewise
+SLICE_DIRS = ("/sys/fs/cgroup/orch.slice", "/sys/fs/cgroup/memory/orch.slice")
+OWN_LIMIT_DIRS = ("/sys/fs/cgroup", "/sys/fs/cgroup/memory")
+
+
+def mem_total():
+    """MemTotal from /proc/meminfo in bytes, or None."""
+    for line in (read_text("/proc/meminfo", "") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def host_memory(records, caps):
+    """The host's memory as the laptop shows it (`orch hosts`), in bytes: what it can use (the lesser of MemTotal and
+    its own cgroup limit, as the role computes it), what orch.slice may hold, what active jobs reserve (their
+    --mem), what the slice's jobs use now; CAPS says whether a job's cap can be held ("enforced" or why not)."""
+    total = mem_total()
+    for directory in OWN_LIMIT_DIRS:
+        limit = parse_int(cg_read(directory, CG_LIMIT))
+        if limit is not None and (total is None or limit < total):
+            total = limit
+    allocatable = used = None
+    for directory in SLICE_DIRS:
+        if os.path.isdir(directory):
+            allocatable = parse_int(cg_read(directory, CG_LIMIT))
+            used = parse_int(cg_read(directory, CG_CURRENT))
+            break
+    if allocatable is None and caps == "enforced":
+        caps = "not enforced: orch.slice is missing (run `orch configure` on the host)"
+    reserved = sum(
+        rec["memory_max"]
+        for rec in records
+        if rec.get("state") in ACTIVE_STATES and isinstance(rec.get("memory_max"), int)
+    )
+    return {
+        "memory_total": total,
+        "memory_allocatable": allocatable,
+        "memory_reserved": reserved,
+        "memory_used": used,
+        "memory_caps": caps,
+    }

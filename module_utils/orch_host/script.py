@@ -44,10 +44,15 @@ def main(argv=None):
         if name is not None:
             check_name(name)
         if verb == "query":
+            from .memory import host_memory
             from .records import query_jobs
+            from .scope import helper_missing
 
             facts, jobs = query_jobs(name)
-            json.dump({"host": facts.host, "boot_id": facts.boot_id, "jobs": jobs}, sys.stdout)
+            reply = {"host": facts.host, "boot_id": facts.boot_id, "jobs": jobs}
+            if name is None:  # the whole host: its memory too (`orch hosts`)
+                reply["memory"] = host_memory(jobs, helper_missing() or "enforced")
+            json.dump(reply, sys.stdout)
             sys.stdout.write("\n")
             return 0
         if verb == "follow":

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
+from .. import ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..model import Check, Host
+from ..model import Check, Host, HostMemory
 from ..transport import agent, aws, inventory, ssh
 
 TOOLS = ("ssh", "ssh-agent", "ssh-add", "ansible-playbook", "ansible-inventory")
@@ -78,6 +79,18 @@ def check_host(settings: Settings, host: Host) -> Check:
     return Check(name, True, f"{host.address} as {host.ssh_user}")
 
 
+def check_caps(settings: Settings, host: Host) -> Check:
+    """Whether the host can hold a job's --mem cap (its own query says): a warning, never silence, when not."""
+    name = f"memory caps {host.name}"
+    (reply,) = ssh.query(settings, [host])
+    memory = HostMemory.from_reply(reply.data)
+    if memory is None or memory.memory_caps is None:
+        return Check(name, True, "not reported by this host", warning=True)
+    if memory.memory_caps != "enforced":
+        return Check(name, True, memory.memory_caps, "run `orch configure`", warning=True)
+    return Check(name, True, f"enforced (orch.slice {ui.human_size(memory.memory_allocatable)})")
+
+
 def run_checks(settings: Settings, say: Callable[[Check], None]) -> list[Check]:
     checks: list[Check] = []
 
@@ -109,23 +122,29 @@ def run_checks(settings: Settings, say: Callable[[Check], None]) -> list[Check]:
         record(Check("fleet key in orch's agent", False, exc.message, exc.hint or ""))
         return checks
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        for check in pool.map(lambda h: check_host(settings, h), hosts):
+        reached = []
+        for host, check in zip(hosts, pool.map(lambda h: check_host(settings, h), hosts), strict=True):
+            record(check)
+            if check.ok:
+                reached.append(host)
+        for check in pool.map(lambda h: check_caps(settings, h), reached):
             record(check)
     return checks
 
 
 def doctor(settings: Settings) -> int:
     def say(check: Check) -> None:
-        mark = "ok  " if check.ok else "FAIL"
+        mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
         line = f"{mark} {check.name}: {check.detail}"
-        if not check.ok and check.fix:
+        if (not check.ok or check.warning) and check.fix:
             line += f"  -> {check.fix}"
         print(line, flush=True)
 
     checks = run_checks(settings, say)
     failed = [c for c in checks if not c.ok]
+    warned = [c for c in checks if c.ok and c.warning]
     if failed:
         print(f"{len(failed)} check(s) failed", flush=True)
         return ExitCode.FAILURE
-    print("all checks passed")
+    print("all checks passed" + (f", {len(warned)} warning(s)" if warned else ""))
     return ExitCode.OK

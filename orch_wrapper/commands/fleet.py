@@ -9,17 +9,42 @@ from dataclasses import asdict
 from .. import ui
 from ..config import Settings
 from ..errors import ExitCode
-from ..transport import agent, inventory, runner
+from ..model import HostMemory
+from ..transport import agent, inventory, runner, ssh
+from . import shared
 
 
 def hosts(settings: Settings, *, as_json: bool, refresh: bool) -> int:
+    """The fleet's hosts from the inventory, with the memory of each running one (its query, in parallel). An
+    unreachable host is listed with its memory unknown, and a warning says why: the listing itself still holds."""
     found = inventory.require(settings, refresh=refresh)
+    running = [h for h in found if h.usable]
+    memory: dict[str, HostMemory | None] = {}
+    errors: dict[str, str] = {}
+    if running:
+        shared.load_key(settings)
+        for reply in ssh.query(settings, running):
+            if reply.data is None:
+                errors[reply.host.name] = reply.error or "no reply"
+            memory[reply.host.name] = HostMemory.from_reply(reply.data)
     if as_json:
-        rows = [{**asdict(h), "ssh_common_args": list(h.ssh_common_args), "address": h.address} for h in found]
+        rows = [
+            {
+                **asdict(h),
+                "ssh_common_args": list(h.ssh_common_args),
+                "address": h.address,
+                **asdict(memory.get(h.name) or HostMemory()),
+            }
+            for h in found
+        ]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        ui.print_hosts(found)
+        ui.print_hosts(found, memory)
+    for name, mem in memory.items():
+        if mem is not None and mem.memory_caps not in (None, "enforced"):
+            ui.warn(f"{name} cannot hold --mem caps: {mem.memory_caps}")
+    shared.report_unreachable(errors)
     return ExitCode.OK
 
 

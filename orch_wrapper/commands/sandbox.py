@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
+from orch_host import contract
+
 from ..config import Settings
-from ..errors import ExitCode
+from ..errors import ExitCode, OrchError
 
 
-def sandbox(settings: Settings, *, action: str, hosts: int) -> int:
+def host_memory(text: str | None, hosts: int) -> list[int | None]:
+    """--memory SIZE[,SIZE...] as one limit in bytes per host (None: no limit); a usage error names the forms."""
+    if text is None:
+        return [None] * hosts
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(contract.memory_size(part)[0])
+        except ValueError:
+            raise OrchError(
+                f"invalid --memory {json.dumps(text)}", hint=contract.MEMORY_RULE, exit_code=ExitCode.USAGE
+            ) from None
+    if len(sizes) == 1:
+        return sizes * hosts
+    if len(sizes) != hosts:
+        raise OrchError(
+            f"--memory gives {len(sizes)} sizes for {hosts} host(s)",
+            hint="give one size for all hosts, or one per host (--hosts N)",
+            exit_code=ExitCode.USAGE,
+        )
+    return sizes
+
+
+def sandbox(settings: Settings, *, action: str, hosts: int, memory: str | None = None) -> int:
     # Not at the top: the sandbox's modules (urllib, tarfile, podman helpers) are for this verb only.
     from .. import sandbox as box
 
     if action == "up":
-        env = box.up(settings, lambda message: print(f"sandbox: {message}", file=sys.stderr, flush=True), hosts=hosts)
+        limits = host_memory(memory, hosts)
+
+        def say(message: str) -> None:
+            print(f"sandbox: {message}", file=sys.stderr, flush=True)
+
+        env = box.up(settings, say, hosts=hosts, memory=limits)
         endpoint = (env or {}).get("AWS_ENDPOINT_URL", "")
         print(f"sandbox is up: AWS at {endpoint}, fleet {(env or {}).get('ORCH_FLEET', settings.fleet)}")
         print('next: orch hosts; orch run NAME "CMD"; orch status')

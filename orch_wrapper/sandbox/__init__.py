@@ -66,10 +66,14 @@ def container_name(home: Path, host: str) -> str:
 
 
 def up(
-    settings: Settings, say: Callable[[str], None] = print, hosts: int = 1, configure: bool = True
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    hosts: int = 1,
+    configure: bool = True,
+    memory: list[int | None] | None = None,
 ) -> dict[str, str]:
     """Bring the sandbox up; return the environment that points orch at it (also kept in env.json, where later
-    commands' Settings find it)."""
+    commands' Settings find it). MEMORY gives each host container, in the instances' order, its memory limit."""
     state = state_dir(settings.home)
     if (state / "env.json").exists():
         raise OrchError(
@@ -104,14 +108,16 @@ def up(
         public_key = _public_key(ssm, FLEET)
         host_env = {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": settings.region}
         ports = []
-        for instance in _instances(ec2):
+        limits = list(memory or [])
+        for index, instance in enumerate(_instances(ec2)):
+            limit = limits[index] if index < len(limits) else None
             name = {t["Key"]: t["Value"] for t in instance["Tags"]}["Name"]
             port = podman.free_port()
             say(f"starting host {name} (container {container_name(settings.home, name)}, ssh 127.0.0.1:{port})")
             environment_file = "".join(f"{k}={v}\n" for k, v in host_env.items())
             podman.start_host(
                 container_name(settings.home, name), tag, f"{LABEL}={sandbox_id(settings.home)}", port, public_key,
-                [("etc/environment", environment_file, 0, 0o644)], hostname=name,
+                [("etc/environment", environment_file, 0, 0o644)], hostname=name, memory=limit,
             )  # fmt: skip
             ec2.create_tags(
                 Resources=[instance["InstanceId"]],

@@ -69,14 +69,16 @@ def start_host(
     public_key: str,
     files: list[tuple[str, str, int, int]] = (),
     hostname: str | None = None,
+    memory: int | None = None,
 ) -> None:
     """Create and start a systemd host container NAME: its sshd on PORT of loopback, PUBLIC_KEY authorised for
     ec2-user (the image's login user, as on Amazon Linux), and FILES (path, text, uid, mode) in place before it boots.
-    HOSTNAME (default NAME) is what the host calls itself."""
+    HOSTNAME (default NAME) is what the host calls itself; MEMORY (bytes) its memory limit, with no swap beyond."""
     hostname = hostname or name
+    limit = [] if memory is None else [f"--memory={memory}", f"--memory-swap={memory}"]
     podman(
         "create", "--pull=never", "--name", name, "--hostname", hostname, "--add-host", f"{hostname}:127.0.0.1",
-        "--label", label, *SYSTEMD_HOST_ARGS, tag, "/sbin/init",
+        "--label", label, *limit, *SYSTEMD_HOST_ARGS, tag, "/sbin/init",
     )  # fmt: skip
     files = [
         ("etc/ssh/sshd_config.d/20-orch-port.conf", f"Port {port}\n", 0, 0o644),

@@ -20,6 +20,8 @@ from orch_wrapper.cli import main
 from orch_wrapper.transport import inventory, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each sandbox host container's memory limit: what the host may use, below this machine's memory.
+SANDBOX_MEMORY = "6G"
 # The marker of the tests that restart and stop the shared sandbox's hosts and finally take the sandbox down.
 FAULTS = "sandbox_faults"
 
@@ -56,7 +58,7 @@ def sandbox_env(tmp_path_factory):
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "ORCH_FLEET"):
             mp.delenv(name, raising=False)
         before = dict(os.environ)
-        assert main(["sandbox", "up"]) == 0
+        assert main(["sandbox", "up", "--memory", SANDBOX_MEMORY]) == 0
         assert dict(os.environ) == before  # up hands its settings down; it never writes the caller's environment
         env = {**sandbox.environment(home), "ORCH_HOME": str(home)}
     yield env

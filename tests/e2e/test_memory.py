@@ -4,9 +4,11 @@ verdict read from the scope's counters before the scope goes."""
 
 from __future__ import annotations
 
+import json
+
 from orch_wrapper.cli import main
 
-from .conftest import host_sh, status_json, wait_state
+from .conftest import SANDBOX_MEMORY, host_sh, status_json, wait_state
 
 MIB = 2**20
 
@@ -53,3 +55,14 @@ def test_the_slice_is_capped_below_the_host_and_the_helper_refuses_bad_requests(
     assert 0 < limit < total  # the host keeps its reserve
     refused = host_sh("sudo -n /usr/local/libexec/orch-scope orch-x-1234abcd.scope 1000 1 2>&1; echo rc=$?")
     assert "orch-scope: MEMORY_MAX must be" in refused and "rc=1" in refused
+
+
+def test_hosts_shows_the_container_limit_as_the_hosts_memory_less_its_reserve(env, capfd):
+    capfd.readouterr()
+    assert main(["hosts", "--json"]) == 0
+    (host,) = json.loads(capfd.readouterr().out)
+    limit = int(SANDBOX_MEMORY.rstrip("G")) << 30  # `orch sandbox up --memory 6G`, below this machine's memory
+    assert host["memory_total"] == limit
+    assert host["memory_allocatable"] == limit - (2 << 30)  # orch_memory_reserve's default
+    assert host["memory_caps"] == "enforced" and host["memory_reserved"] == 0
+    assert 0 <= host["memory_used"] < 512 * MIB

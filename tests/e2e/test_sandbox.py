@@ -60,6 +60,8 @@ def test_doctor_passes_on_a_healthy_sandbox(env):
     result = orch("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sandbox-1" in result.stdout
+    assert "ok   memory caps sandbox-1: enforced (orch.slice " in result.stdout  # the sandbox holds caps
+    assert "all checks passed\n" in result.stdout  # and nothing to warn about
 
 
 def test_configure_again_changes_nothing(env):

@@ -9,6 +9,7 @@ refusals run here as root (no sudo, no systemd on this machine); its systemd sid
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,42 @@ def test_a_valid_request_reaches_systemd(child):
     # every check passed: the next step is systemd's, which this machine (no systemd as PID 1) refuses
     res = helper("orch-x-1234abcd.scope", "infinity", str(child), timeout=30)
     assert res.returncode == 1 and ("systemd refused the scope" in res.stderr or "busctl" in res.stderr), res.stderr
+
+
+# --- the host's memory, as `orch hosts` shows it ----------------------------------------------------------------------
+def test_the_hosts_memory_is_the_lesser_limit_the_slice_and_the_active_reservations(tmp_path, monkeypatch):
+    from orch_host import memory
+
+    own, cg_slice = tmp_path / "own", tmp_path / "orch.slice"
+    own.mkdir()
+    cg_slice.mkdir()
+    (own / "memory.max").write_text(f"{3 << 30}\n")  # a container's limit below MemTotal
+    (cg_slice / "memory.max").write_text(f"{1 << 30}\n")
+    (cg_slice / "memory.current").write_text(f"{300 << 20}\n")
+    monkeypatch.setattr(memory, "OWN_LIMIT_DIRS", (str(own),))
+    monkeypatch.setattr(memory, "SLICE_DIRS", (str(tmp_path / "v2-missing"), str(cg_slice)))
+    monkeypatch.setattr(memory, "mem_total", lambda: 23 << 30)
+    jobs = [
+        {"state": "RUNNING", "memory_max": 256 << 20},
+        {"state": "QUEUED", "memory_max": 128 << 20},
+        {"state": "RUNNING", "memory_max": None},
+        {"state": "OOM", "memory_max": 64 << 20},  # ended: reserves nothing
+    ]
+    assert memory.host_memory(jobs, "enforced") == {
+        "memory_total": 3 << 30,
+        "memory_allocatable": 1 << 30,
+        "memory_reserved": 384 << 20,
+        "memory_used": 300 << 20,
+        "memory_caps": "enforced",
+    }
+    monkeypatch.setattr(memory, "SLICE_DIRS", (str(tmp_path / "none"),))
+    bare = memory.host_memory([], "enforced")
+    assert (bare["memory_allocatable"], bare["memory_used"]) == (None, None)
+    assert bare["memory_caps"].startswith("not enforced: orch.slice is missing")
+
+
+def test_a_whole_host_query_reports_its_memory_and_why_caps_cannot_hold_here(jobhost):
+    reply = json.loads(jobhost.script("query").stdout)
+    assert reply["memory"]["memory_total"] > 0 and reply["memory"]["memory_reserved"] == 0
+    assert reply["memory"]["memory_caps"].startswith("not enforced: ")  # this machine has no helper, no orch.slice
+    assert "memory" not in json.loads(jobhost.script("query", "nothing").stdout)  # one job's query: jobs only
