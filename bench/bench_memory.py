@@ -16,6 +16,7 @@ Figures only: nothing here is a test. Tears the sandbox down however it ends.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,7 @@ while True:
         with open(record) as f:
             rec = json.load(f)
         if rec.get("state") not in ("RUNNING", "QUEUED"):
-            print(rec["state"], rec.get("oom_cause"), time.time() - start)
+            print(json.dumps([rec["state"], rec.get("oom_cause"), time.time() - start]))
             break
     except (OSError, ValueError):
         pass
@@ -61,8 +62,9 @@ class MemoryBench(Bench):
         self.orch("run", name, "--mem", mem, "--no-tty", waiting(name, then))
         out = subprocess.run(
             self.ssh(host, ["python3", "-c", WATCH, name]), capture_output=True, text=True, timeout=120, check=True
-        ).stdout.split()
-        return f"{out[0]} {out[1]}", float(out[2])
+        ).stdout
+        state, cause, seconds = json.loads(out)
+        return f"{state} ({cause})" if cause else state, float(seconds)
 
 
 def main() -> None:

@@ -342,6 +342,50 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     assert calls[0]["extravars"]["orch_host"] == "f-2"
 
 
+def memory_fleet(monkeypatch, free_gib: dict[int, tuple[int, int]]):
+    """Three hosts whose queries report (orch.slice GiB, reserved GiB) by port; f-3 runs no job, the others one."""
+    seed_fleet([endpoint_host(f"f-{port - 2200}", port) for port in free_gib])
+    replies = {}
+    for port, (alloc, reserved) in free_gib.items():
+        jobs = [] if port == 2203 else [record(f"j{port}", "RUNNING", iso(timedelta(hours=1)))]
+        memory = {**HOST_MEMORY, "memory_allocatable": alloc << 30, "memory_reserved": reserved << 30}
+        replies[port] = {"jobs": jobs, "memory": memory}
+    status_replies(monkeypatch, replies)
+
+
+@pytest.mark.parametrize(
+    ("mem", "free_gib", "chosen"),
+    [
+        ("8G", {2201: (30, 10), 2202: (30, 2), 2203: (14, 0)}, "f-2"),  # 28G free beats f-3's 14G and fewer jobs
+        ("20G", {2201: (30, 5), 2202: (30, 12), 2203: (14, 0)}, "f-1"),  # only f-1 and f-2 hold it: the freer
+        (None, {2201: (30, 29), 2202: (6, 0), 2203: (6, 1)}, "f-2"),  # no --mem: the most free memory still
+    ],
+    ids=["most-free", "only-where-it-fits", "no-mem"],
+)
+def test_run_places_by_unreserved_memory(home, remote, capsys, monkeypatch, mem, free_gib, chosen):
+    memory_fleet(monkeypatch, free_gib)
+    calls = allow_run(monkeypatch, chosen)
+    code, _out, err = run_main(capsys, ["run", "new", "true", *(["--mem", mem] if mem else [])])
+    assert code == 0, err
+    assert calls[0]["extravars"]["orch_host"] == chosen
+
+
+def test_run_refuses_a_reservation_larger_than_every_host_naming_the_largest(home, remote, capsys, monkeypatch):
+    memory_fleet(monkeypatch, {2201: (30, 0), 2202: (62, 0), 2203: (14, 0)})
+    code, _out, err = run_main(capsys, ["run", "huge", "true", "--mem", "64G"])
+    assert code == ExitCode.USAGE
+    assert_one_line_error(err)
+    assert "--mem 64.0G is more than any host can give a job: the largest, f-2, has 62.0G for jobs" in err
+
+
+def test_run_warns_when_no_host_has_the_reservation_unreserved(home, remote, capsys, monkeypatch):
+    memory_fleet(monkeypatch, {2201: (30, 25), 2202: (30, 28), 2203: (14, 10)})
+    calls = allow_run(monkeypatch, "f-1")
+    code, _out, err = run_main(capsys, ["run", "new", "true", "--mem", "8G"])
+    assert code == 0 and calls[0]["extravars"]["orch_host"] == "f-1"
+    assert "no host has 8.0G unreserved now; f-1 has the most (5.0G)" in err
+
+
 def test_run_of_a_finished_job_goes_to_the_host_with_its_latest_history(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
     hour = iso(timedelta(hours=1))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from orch_host import contract
+
 from .. import ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..model import Host, Job, RunResult
+from ..model import Host, HostMemory, Job, RunResult
 from ..transport import inventory, runner
 from . import shared
 from .spec import build_spec, encode_spec, validate_name
@@ -16,14 +18,18 @@ from .spec import build_spec, encode_spec, validate_name
 # --- placement: --host, else the reachable host with the fewest active jobs --------------------------------------
 
 
-def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | None) -> Host:
+def _pick_host(
+    settings: Settings, hosts: list[Host], name: str, wanted: str | None, reservation: int | None = None
+) -> Host:
+    """Where job NAME runs: --host WANTED; else where a finished run of the name has its history; else by memory
+    (_by_memory), the fewest active jobs breaking ties. One host is used as it is (its module refuses what it must)."""
     if wanted is not None:
         target = inventory.find(hosts, wanted)
         if len(hosts) == 1:
             return target
     elif len(hosts) == 1:
         return hosts[0]  # the module refuses a duplicate running name itself, under its lock
-    jobs, errors = shared.query_all(settings, hosts)
+    jobs, errors, memory = shared.query_fleet(settings, hosts)
     shared.report_unreachable(errors)
     same = [j for j in jobs if j.name == name]
     for job in same:
@@ -41,7 +47,39 @@ def _pick_host(settings: Settings, hosts: list[Host], name: str, wanted: str | N
     if not reachable:
         raise OrchError("no host of the fleet is reachable", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
     running = {h.name: sum(1 for j in jobs if j.host == h.name and j.has_processes) for h in reachable}
-    return min(reachable, key=lambda h: running[h.name])
+    return _by_memory(reachable, memory, reservation, running)
+
+
+def _by_memory(
+    hosts: list[Host], memory: dict[str, HostMemory], reservation: int | None, running: dict[str, int]
+) -> Host:
+    """The host with the most unreserved memory for jobs (orch.slice's limit less active reservations) that holds
+    RESERVATION; a reservation larger than every host's orch.slice is refused with the figures. Hosts that report
+    no slice (not configured yet) come after those that do; among equals, the fewest active jobs."""
+
+    def free(host: Host) -> int | None:
+        mem = memory.get(host.name)
+        if mem is None or mem.memory_allocatable is None:
+            return None
+        return mem.memory_allocatable - (mem.memory_reserved or 0)
+
+    known = {h.name: m.memory_allocatable for h in hosts if (m := memory.get(h.name)) and m.memory_allocatable}
+    if reservation is not None and known and len(known) == len(hosts) and reservation > max(known.values()):
+        largest = max(known, key=lambda n: known[n])
+        raise OrchError(
+            f"--mem {ui.human_size(reservation)} is more than any host can give a job: the largest, {largest}, "
+            f"has {ui.human_size(known[largest])} for jobs (orch.slice)",
+            hint="ask for less, or add a larger host to the fleet",
+            exit_code=ExitCode.USAGE,
+        )
+    holding = [h for h in hosts if reservation is None or (free(h) is None or free(h) >= reservation)]
+    chosen = min(holding or hosts, key=lambda h: (free(h) is None, -(free(h) or 0), running[h.name]))
+    if not holding:  # every host's jobs have reserved too much already: say so rather than overcommit in silence
+        ui.warn(
+            f"no host has {ui.human_size(reservation)} unreserved now; {chosen.name} has the most "
+            f"({ui.human_size(free(chosen))}), and its jobs together may reach its limit"
+        )
+    return chosen
 
 
 def _job_from(result: RunResult, host: str) -> dict[str, Any]:
@@ -73,7 +111,8 @@ def run(
 ) -> int:
     spec = build_spec(name, command, cwd, env, secrets, mem, tty)
     hosts = shared.usable_hosts(settings)
-    target = _pick_host(settings, hosts, spec["name"], host)
+    reservation = contract.memory_size(spec["memory_max"])[0] if spec.get("memory_max") else None
+    target = _pick_host(settings, hosts, spec["name"], host, reservation)
     agent_error = shared.load_key(settings)
     result = runner.run_playbook(
         settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import timings, ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..model import Host, Job, collect
+from ..model import Host, HostMemory, Job, collect
 from ..transport import agent, inventory, ssh
 
 
@@ -34,13 +34,24 @@ def load_key(settings: Settings) -> OrchError | None:
 
 
 def query_all(settings: Settings, hosts: list[Host], name: str | None = None) -> tuple[list[Job], dict[str, str]]:
+    jobs, errors, _memory = query_fleet(settings, hosts, name)
+    return jobs, errors
+
+
+def query_fleet(
+    settings: Settings, hosts: list[Host], name: str | None = None
+) -> tuple[list[Job], dict[str, str], dict[str, HostMemory]]:
+    """Every host's jobs (all, or NAME's), the unreachable hosts' errors, and, for a whole-host query, each host's
+    memory as it reports it."""
     agent_error = load_key(settings)
     timings.mark("agent check")
-    jobs, errors = collect(ssh.query(settings, hosts, name))
+    replies = ssh.query(settings, hosts, name)
+    jobs, errors = collect(replies)
     timings.mark("host call")
     if agent_error is not None and len(errors) == len(hosts):
         raise agent_error
-    return jobs, errors
+    memory = {r.host.name: m for r in replies if (m := HostMemory.from_reply(r.data)) is not None}
+    return jobs, errors, memory
 
 
 def report_unreachable(errors: dict[str, str]) -> None:
