@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mem",
         metavar="SIZE",
-        help="the job's memory cap, e.g. 8G or 512M (whole numbers, 16M to 64T); without it the job is bounded only by "
-        "orch.slice, the host's memory less its reserve",
+        help="the job's memory cap and reservation, e.g. 8G or 512M (whole numbers, 16M to 64T). A job whose "
+        "reservation does not fit beside the running jobs' waits QUEUED. Without --mem the job reserves 1G and is "
+        "bounded only by orch.slice, the host's memory less its reserve",
     )
     p.add_argument(
         "--no-tty",

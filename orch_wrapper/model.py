@@ -89,6 +89,11 @@ class HostMemory:
 # --- jobs as the host reports them ---------------------------------------------------------------------------------
 
 
+def _bytes(value: Any) -> int | None:
+    """An int the host wrote, or None (a bool or anything else is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -111,6 +116,9 @@ class Job:
     live_processes: int = 0  # with state LOST: processes of the run still alive after its supervisor died
     tty: bool | None = None  # ran on a terminal (True), in batch mode (False: --no-tty), or unknown (older hosts)
     log_note: str | None = None  # why the job's log may lack lines (a full disk), as its supervisor found it
+    memory_peak: int | None = None  # bytes, the job's peak (its scope's, as the host read it); None while unknown
+    queue_position: int | None = None  # with state QUEUED: 1 = next to start when memory frees
+    reservation: int | None = None  # bytes of orch.slice the job holds in admission (--mem, else the default)
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -139,6 +147,9 @@ class Job:
             live_processes=int(record.get("live_processes") or 0),
             log_note=record.get("log_note"),
             tty=record.get("tty") if isinstance(record.get("tty"), bool) else None,
+            memory_peak=_bytes(record.get("memory_peak")),
+            queue_position=_bytes(record.get("queue_position")),
+            reservation=_bytes(record.get("reservation")),
         )
 
     @property

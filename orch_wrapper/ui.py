@@ -121,7 +121,10 @@ def memory_lines(job: Job) -> list[str]:
 
 
 def memory_text(job: Job) -> str:
-    """The job's memory; with a cap, the cap beside it, and a cap the host could not enforce said as such."""
+    """The job's memory; with a cap, the cap beside it, and a cap the host could not enforce said as such; a
+    queued job's place in its host's queue."""
+    if job.state == "QUEUED":
+        return f"queued #{job.queue_position}" if job.queue_position else "queued"
     used = human_size(job.memory)
     if not isinstance(job.memory_max, int):
         return used

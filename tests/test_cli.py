@@ -30,6 +30,7 @@ from _orch_helpers import (
     record,
     unsafe,
 )
+from orch_host import contract
 
 from orch_wrapper import cli, config, model, ui
 from orch_wrapper.commands import read, spec
@@ -321,6 +322,27 @@ def test_run_warns_when_the_host_cannot_hold_the_cap(home, remote, capsys, monke
     assert (said in err) is warned, err
 
 
+def test_a_queued_job_says_its_place_in_run_and_status(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    queued = {"pid": None, "pgid": None, "reservation": 8 << 30, "queue_position": 2, "admitted": False}
+    allow_run(monkeypatch, "f-1", "QUEUED", **queued)
+    code, out, _ = run_main(capsys, ["run", "big", "true", "--mem", "8G"])
+    assert code == 0
+    assert "big: QUEUED (#2 in its queue: starts when 8.0G of orch.slice frees) on f-1" in out
+    status_replies(monkeypatch, {2201: [record("big", "QUEUED", iso(timedelta(minutes=1)), **queued)]})
+    code, out, _ = run_main(capsys, ["status", "--json"])
+    (job,) = json.loads(out)["jobs"]
+    assert (job["state"], job["queue_position"], job["reservation"]) == ("QUEUED", 2, 8 << 30)
+    code, out, _ = run_main(capsys, ["status"])
+    assert status_table(out)["big"]["MEMORY"] == "queued #2"
+
+
+def test_run_help_names_the_default_reservation(capsys):
+    code, out, _ = run_main(capsys, ["run", "--help"])
+    assert code == 0
+    assert f"Without --mem the job reserves {contract.DEFAULT_RESERVATION >> 30}G" in " ".join(out.split())
+
+
 def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201), endpoint_host("f-2", 2202), endpoint_host("f-3", 2203)])
     replies = {
@@ -468,9 +490,9 @@ def documented_record_fields() -> set[str]:
 
 def test_fake_records_have_exactly_the_keys_the_host_writes():
     # tests/fixtures/host_query.json is what the real host package answered: each record has the same keys, the
-    # documented job.json fields and the query's memory_current and live_processes
+    # documented job.json fields and the query's memory_current, live_processes and queue_position
     assert {frozenset(real) for real in REAL_RECORDS} == {RECORD_KEYS}
-    assert RECORD_KEYS == documented_record_fields() | {"memory_current", "live_processes"}
+    assert RECORD_KEYS == documented_record_fields() | {"memory_current", "live_processes", "queue_position"}
     by_state = {real["state"]: real for real in REAL_RECORDS}
     assert set(by_state) == {"RUNNING", "SUCCEEDED", "FAILED", "KILLED"}
     assert (by_state["KILLED"]["exit_code"], by_state["KILLED"]["signal"]) == (None, "SIGTERM")

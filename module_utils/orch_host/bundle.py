@@ -13,6 +13,7 @@ PACKAGE = "orch_host"
 # The package's files: what is shipped and hashed (a test checks this against the folder and shipped_modules()).
 FILES = (
     "__init__.py",
+    "admission.py",
     "bundle.py",
     "contract.py",
     "control.py",
@@ -39,9 +40,22 @@ def sources():
 def shipped_modules():
     """Every module of the package, imported. Ansible packs into a module's payload only the module_utils that code
     imports; the module calls this before it installs the package, so that its payload holds every file of FILES."""
-    from . import bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
+    from . import (
+        admission,
+        bundle,
+        contract,
+        control,
+        follow,
+        memory,
+        procs,
+        records,
+        scope,
+        script,
+        supervisor,
+        terminal,
+    )
 
-    return bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
+    return admission, bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
 
 
 def digest(files):

@@ -14,6 +14,9 @@ MEMORY_RE = re.compile(r"([0-9]{1,7})([KMGT]?)(?:I?B)?", re.IGNORECASE)
 MEMORY_LIMIT = 64 << 40
 # The smallest: below it even a shell and Python's start-up (about 10M) would be killed (the helper's floor too).
 MEMORY_FLOOR = 16 << 20
+# What a job without --mem reserves in admission (orch_host/admission.py): bounded by orch.slice alone, it still takes
+# a place, so a host full of reservations queues it. `orch run --help` says so.
+DEFAULT_RESERVATION = 1 << 30
 MEMORY_RULE = "use a whole number and K, M, G or T, like 512M or 8G (1536M, not 1.5G), from 16M to 64T"
 
 RUNNING = "RUNNING"

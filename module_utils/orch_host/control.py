@@ -8,7 +8,20 @@ import sys
 import time
 
 from . import bundle, procs, records, terminal
-from .contract import ENV_NAME_RE, LOST, MEMORY_RULE, RUNNING, TMUX_SOCKET, UNKNOWN, JobError, memory_size, session_name
+from .contract import (
+    ACTIVE_STATES,
+    DEFAULT_RESERVATION,
+    ENV_NAME_RE,
+    LOST,
+    MEMORY_RULE,
+    QUEUED,
+    RUNNING,
+    TMUX_SOCKET,
+    UNKNOWN,
+    JobError,
+    memory_size,
+    session_name,
+)  # fmt: skip
 
 START_TIMEOUT = 20.0  # seconds to wait for the supervisor's first record
 SETTLE = 0.3  # seconds a command may take to fail at once and still have `orch run` report its end
@@ -130,6 +143,19 @@ def login_env():
     return env
 
 
+def check_fits(memory_max):
+    """A JobError with the figures when the job's reservation is more than orch.slice can ever hold."""
+    from . import admission
+
+    limit = admission.allocatable()
+    wanted = DEFAULT_RESERVATION if memory_max is None else memory_max
+    if limit is not None and wanted > limit:
+        raise JobError(
+            f"the job reserves {records.size_text(wanted)}, more than this host gives all its jobs together: "
+            f"orch.slice holds {records.size_text(limit)}; ask for less with --mem, or use a larger host"
+        )
+
+
 def check_disks(name):
     """A JobError naming the disk when the one holding ~/logs/NAME or ~/.orch/run is too full to start a job."""
     for what, path in ((f"~/logs/{name}", records.logs_dir(name)), ("~/.orch/run", records.orch_dir("run"))):
@@ -194,9 +220,9 @@ def start_job(p, tmux_bin, check_mode):
                 f"job {name}'s record cannot be read: {current[0]['error']}; "
                 f"forget it with orch rm {name} (which ends its tmux session), then start it again"
             )
-        if current and current[0]["state"] == RUNNING:
+        if current and current[0]["state"] in ACTIVE_STATES:
             raise JobError(
-                f"job {name} is already running on {facts.host} "
+                f"job {name} is already {current[0]['state'].lower()} on {facts.host} "
                 f"(stop it first with orch stop {name}, or pick another name)"
             )
         if current and current[0].get("live_processes"):  # a new run must never share a log with a live old one
@@ -204,6 +230,7 @@ def start_job(p, tmux_bin, check_mode):
                 f"job {name}'s last run is LOST but {current[0]['live_processes']} of its processes still run on "
                 f"{facts.host}: end them with orch stop {name}, then start it again"
             )
+        check_fits(memory_max)
         if check_mode:
             return True, None, f"would start {name}"
         check_disks(name)
@@ -287,6 +314,10 @@ def start_job(p, tmux_bin, check_mode):
                 time.sleep(0.02)
             # A command that ends within SETTLE of its start (a typo, a missing file) is reported with its end, not
             # as a RUNNING record its supervisor is about to replace; once it has lived that long, RUNNING it is.
+            admitting = time.monotonic() + START_TIMEOUT  # admitted: about to be RUNNING, not left in the queue
+            while rec.get("state") == QUEUED and rec.get("admitted") is True and time.monotonic() < admitting:
+                time.sleep(0.02)
+                rec = records.read_record(name) or rec
             settled, deadline = time.monotonic() + SETTLE, time.monotonic() + SETTLE + ENDING_WAIT
             while rec.get("state") == RUNNING and time.monotonic() < deadline:
                 if time.monotonic() >= settled and procs.alive(rec.get("pid"), rec.get("job_start")):
@@ -311,7 +342,7 @@ def stop_job(p, check_mode):
             raise JobError(f"no job named {name} on this host (orch status lists the jobs)")
         rec = current[0]
         orphaned = rec["state"] == LOST and rec.get("live_processes")
-        if rec["state"] != RUNNING and not orphaned:
+        if rec["state"] not in ACTIVE_STATES and not orphaned:
             return False, rec, "{} is not running ({})".format(name, rec["state"])
         if check_mode:
             return True, rec, f"would stop {name}"
@@ -329,7 +360,7 @@ def stop_job(p, check_mode):
         deadline = time.monotonic() + procs.KILL_WAIT  # its supervisor writes the end once it reaps the leader
         while time.monotonic() < deadline:
             jobs = records.query_jobs(name)[1]
-            if jobs and jobs[0]["state"] != RUNNING:
+            if jobs and jobs[0]["state"] not in ACTIVE_STATES:
                 return True, jobs[0], f"stopped {name}"
             time.sleep(0.05)
         raise JobError(f"job {name} ended but its supervisor wrote no end; check the host (ps -p {rec['pid']})")
@@ -357,8 +388,8 @@ def remove_job(p, tmux_bin, check_mode):
     with NameLock(name, check_mode):
         current = records.query_jobs(name)[1]
         rec = current[0] if current else None
-        if rec and rec["state"] == RUNNING:
-            raise JobError(f"job {name} is running: stop it first (orch stop {name})")
+        if rec and rec["state"] in ACTIVE_STATES:
+            raise JobError(f"job {name} is {rec['state'].lower()}: stop it first (orch stop {name})")
         if rec and rec.get("live_processes"):  # forgetting it would leave them running with nothing to end them
             raise JobError(
                 f"job {name} is LOST but {rec['live_processes']} of its processes still run: "

@@ -5,7 +5,7 @@ import sys
 import time
 
 from . import records
-from .contract import EXIT_BY_STATE, FAILED, RUNNING, JobError
+from .contract import ACTIVE_STATES, EXIT_BY_STATE, FAILED, JobError
 
 POLL = 0.1  # seconds between looks at the log and the record
 
@@ -85,7 +85,7 @@ def follow(name, tail=10, out=None):
         out.write(data)
         out.flush()
     while True:
-        running = records.live_state(records.read_record(name) or rec, facts).get("state") == RUNNING
+        running = records.live_state(records.read_record(name) or rec, facts).get("state") in ACTIVE_STATES
         if f is not None:
             try:
                 st = os.stat(path)

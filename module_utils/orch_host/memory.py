@@ -5,7 +5,7 @@ Reads cgroup v2 (unified) and v1 (memory controller) files alike; a job without 
 
 import os
 
-from .contract import ACTIVE_STATES, RUNNING
+from .contract import RUNNING
 from .procs import all_stats, read_text, session_of
 
 # memory cgroup files: v2 name, v1 name
@@ -134,8 +134,9 @@ def mem_total():
 
 def host_memory(records, caps):
     """The host's memory as the laptop shows it (`orch hosts`), in bytes: what it can use (the lesser of MemTotal and
-    its own cgroup limit, as the role computes it), what orch.slice may hold, what active jobs reserve (their
-    --mem), what the slice's jobs use now; CAPS says whether a job's cap can be held ("enforced" or why not)."""
+    its own cgroup limit, as the role computes it), what orch.slice may hold, what admitted jobs reserve (their
+    --mem, else the default reservation), what the slice's jobs use now; CAPS says whether a job's cap can be held
+    ("enforced" or why not)."""
     total = mem_total()
     for directory in OWN_LIMIT_DIRS:
         limit = parse_int(cg_read(directory, CG_LIMIT))
@@ -149,11 +150,9 @@ def host_memory(records, caps):
             break
     if allocatable is None and caps == "enforced":
         caps = "not enforced: orch.slice is missing (run `orch configure` on the host)"
-    reserved = sum(
-        rec["memory_max"]
-        for rec in records
-        if rec.get("state") in ACTIVE_STATES and isinstance(rec.get("memory_max"), int)
-    )
+    from .admission import holds, reservation_of  # here: admission imports this module
+
+    reserved = sum(reservation_of(rec) for rec in records if holds(rec))
     return {
         "memory_total": total,
         "memory_allocatable": allocatable,

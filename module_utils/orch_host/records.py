@@ -10,7 +10,7 @@ import os
 import time
 
 from . import memory, procs
-from .contract import LOST, RUNNING, UNKNOWN
+from .contract import LOST, QUEUED, RUNNING, UNKNOWN
 from .procs import read_text
 
 
@@ -39,10 +39,11 @@ def spec_file(name):
     return orch_dir("run", name + ".spec")
 
 
-def now_iso():
+def now_iso(precise=False):
+    """UTC now, ISO-8601; PRECISE adds microseconds (a queue's order within a second)."""
     from datetime import datetime, timezone  # only writers need it: the query path does not pay for it
 
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def ensure_dir(path, mode=0o755):
@@ -229,9 +230,10 @@ def full_disk_message(what, path, needed, needed_inodes=1):
 
 
 # Fields the host reads back from a record, by the type they must have (None is allowed for each).
-_STRING_FIELDS = ("name", "run_id", "state", "started", "ended", "boot_id", "memory_cap", "memory_cgroup")
+_STRING_FIELDS = ("name", "run_id", "state", "started", "ended", "boot_id", "memory_cap", "memory_cgroup", "queued")
 _INT_FIELDS = (
     "pid", "pgid", "job_start", "supervisor_pid", "supervisor_start", "init_start", "memory_max", "memory_peak",
+    "reservation",
 )  # fmt: skip
 
 
@@ -322,7 +324,7 @@ def live_state(rec, facts):
     rec = dict(rec)
     rec.setdefault("memory_current", None)
     rec["live_processes"] = None  # set below only for a run whose supervisor died while its processes lived on
-    if rec.get("state") != RUNNING:
+    if rec.get("state") not in (RUNNING, QUEUED):
         rec["memory_current"] = None
         if rec.get("state") == LOST and ended_by_restart(rec, facts):
             rec["lost_reason"] = "host rebooted"  # its supervisor saw the shutdown's SIGTERM; the host says why
@@ -332,6 +334,8 @@ def live_state(rec, facts):
         reason = "host rebooted"
     elif not procs.alive(rec.get("supervisor_pid"), rec.get("supervisor_start")):
         reason = "supervisor gone"
+    if reason and rec.get("state") == QUEUED:
+        reason += " while the job was queued (it never started)"
     if reason:
         rec.update(state=LOST, lost_reason=reason, memory_current=None)
     if reason == "supervisor gone":  # killed outright: what the job started may live on, unseen by anyone
@@ -354,4 +358,11 @@ def query_jobs(name=None):
         if rec is not None:
             records.append(live_state(rec, facts))
     records.sort(key=lambda r: (r.get("started") or "", r.get("name") or ""))  # strings: read_record checks
+    from .admission import add_positions
+
+    if name and records and records[0].get("state") == QUEUED:  # its place is among all the host's jobs
+        everyone = query_jobs()[1]
+        records[0]["queue_position"] = next((r["queue_position"] for r in everyone if r.get("name") == name), None)
+    else:
+        add_positions(records)
     return facts, memory.add_memory(records)

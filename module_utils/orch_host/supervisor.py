@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from . import contract, memory, procs, records, scope, terminal
+from . import admission, contract, memory, procs, records, scope, terminal
 from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
 from .procs import signal_name, start_ticks
 
@@ -154,6 +154,32 @@ def log_note(name, error, least_free):
     return f"log may be incomplete: {disk} was full while the job ran{free}"
 
 
+def _save(name, reserve, rec):
+    records.save_record(records.job_file(name), rec, reserve)
+
+
+def _admitted(name, rec, reserve):
+    """Wait for the job's turn in the host's memory queue (admission.admit). Stopped first: record KILLED (it never
+    started) and say so in the log; False then."""
+    try:
+        sys.stdout.write(f"[orch] job {name}: waiting for its memory ({records.size_text(rec['reservation'])})\r\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+    save = functools.partial(_save, name, reserve)
+    if admission.admit(name, rec, save, functools.partial(_stop.get, "told")):
+        return True
+    rec.update(state=KILLED, ended=records.now_iso(), admitted=False)
+    records.save_record(records.job_file(name), rec, reserve)
+    try:
+        with open(records.log_file(name), "ab") as f:
+            f.write(f"[orch] job {name} stopped while queued: it never started\n".encode())
+        os.unlink(reserve)
+    except OSError:
+        pass
+    return False
+
+
 def _supervise(name, sfile, begun):
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _on_hangup)
@@ -221,14 +247,22 @@ def _supervise(name, sfile, begun):
         "secrets": sorted(secrets),
         "log": log_path,
         "tty": bool(spec.get("tty", True)),
+        "reservation": contract.DEFAULT_RESERVATION if memory_max is None else memory_max,
+        "queued": None,  # when it joined the queue, if it had to wait for memory
+        "admitted": None,
     }
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # before a record claims memory
+    if not _admitted(name, rec, reserve):
+        os.close(logfd)
+        job_scope.release()
+        return 0
+    rec.update(state=RUNNING, started=records.now_iso())
     env = dict(os.environ)
     env.update(spec.get("env") or {})
     env.update(secrets)
     env["ORCH_JOB"] = name
     env[RUN_ID_ENV] = spec["run_id"]
     argv = ["bash", "-c", spec["command"]]
-    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     log_error = _append(logfd, ("[orch] job {} started {}\n".format(name, rec["started"])).encode())
     term = None
     if rec["tty"]:

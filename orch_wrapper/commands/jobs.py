@@ -125,7 +125,12 @@ def run(
     result.check()
     record = _job_from(result, target.name)
     state = record.get("state", "RUNNING")
-    print(f"{name}: {state}{_ending(record)} on {target.name} ({target.address})")
+    queued = ""
+    if state == "QUEUED":
+        wants = record.get("reservation")
+        size = ui.human_size(wants) if isinstance(wants, int) else "its memory"
+        queued = f" (#{record.get('queue_position') or '?'} in its queue: starts when {size} of orch.slice frees)"
+    print(f"{name}: {state}{_ending(record)}{queued} on {target.name} ({target.address})")
     print(f"  follow: orch logs {name} -f")
     print(f"  attach: orch attach {name}")
     cap = record.get("memory_cap")

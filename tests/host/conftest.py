@@ -169,7 +169,7 @@ class JobHost:
 
     def wait_done(self, name: str) -> dict:
         return self.wait_until(
-            lambda: (lambda j: j if j["state"] != "RUNNING" else None)(self.job(name)), f"{name} to end"
+            lambda: (lambda j: j if j["state"] not in ("RUNNING", "QUEUED") else None)(self.job(name)), f"{name} to end"
         )
 
     def log(self, name: str) -> str:

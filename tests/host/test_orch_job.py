@@ -53,6 +53,9 @@ RECORD_KEYS = {
     "log",
     "lost_reason",
     "log_note",
+    "reservation",
+    "queued",
+    "admitted",
 }
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
@@ -73,7 +76,7 @@ def test_exit_zero_succeeds_with_a_full_record(jobhost):
     assert b"hello" in follow.stdout and b"to-stderr" in follow.stdout
     assert set(jobhost.record("ok")) == RECORD_KEYS  # the file itself
     rec = jobhost.job("ok")
-    assert set(rec) == RECORD_KEYS | {"memory_current", "live_processes"}
+    assert set(rec) == RECORD_KEYS | {"memory_current", "live_processes", "queue_position"}
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0 and rec["signal"] is None
     assert rec["cwd"] == str(jobhost.home / "work")
     assert rec["tmux_session"] == "orch-ok" and rec["tmux_socket"] == "orch" and rec["boot_id"] == boot_id()

@@ -169,15 +169,16 @@ def test_the_hosts_memory_is_the_lesser_limit_the_slice_and_the_active_reservati
     monkeypatch.setattr(memory, "SLICE_DIRS", (str(tmp_path / "v2-missing"), str(cg_slice)))
     monkeypatch.setattr(memory, "mem_total", lambda: 23 << 30)
     jobs = [
-        {"state": "RUNNING", "memory_max": 256 << 20},
-        {"state": "QUEUED", "memory_max": 128 << 20},
-        {"state": "RUNNING", "memory_max": None},
+        {"state": "RUNNING", "memory_max": 256 << 20, "reservation": 256 << 20},
+        {"state": "QUEUED", "memory_max": 128 << 20, "admitted": False},  # waiting: holds nothing yet
+        {"state": "QUEUED", "memory_max": 64 << 20, "admitted": True},  # admitted, about to run
+        {"state": "RUNNING", "memory_max": None},  # the default reservation
         {"state": "OOM", "memory_max": 64 << 20},  # ended: reserves nothing
     ]
     assert memory.host_memory(jobs, "enforced") == {
         "memory_total": 3 << 30,
         "memory_allocatable": 1 << 30,
-        "memory_reserved": 384 << 20,
+        "memory_reserved": (256 << 20) + (64 << 20) + (1 << 30),
         "memory_used": 300 << 20,
         "memory_caps": "enforced",
     }

@@ -1,0 +1,84 @@
+"""Admission: a job starts only when its reservation fits in orch.slice beside the reservations of the jobs already
+admitted; else it waits QUEUED, first come first served, and starts by itself when memory frees.
+
+Each job's supervisor decides its own admission under the host's lock (~/.orch/locks/.host.lock), from the records
+of every job on the host with their live states: a QUEUED or RUNNING record whose supervisor is gone (killed, or the
+host restarted) reads LOST, so it reserves nothing. An admitted job claims its reservation in its record (QUEUED with
+`admitted`) before the lock is released, so concurrent starts never overcommit. Without orch.slice (a host orch has
+not configured) every job is admitted at once.
+"""
+
+import os
+import time
+
+from . import memory, records
+from .contract import DEFAULT_RESERVATION, QUEUED, RUNNING
+
+POLL = 0.1  # seconds between a queued job's looks at the queue
+SLICE_ENV = "ORCH_SLICE_DIR"  # tests/host point at a recorded orch.slice; the host's own otherwise
+HOST_LOCK = ".host"  # never a job name (a name starts with a letter or digit)
+
+
+def reservation_of(rec):
+    value = rec.get("reservation")
+    if isinstance(value, int):
+        return value
+    return rec["memory_max"] if isinstance(rec.get("memory_max"), int) else DEFAULT_RESERVATION
+
+
+def allocatable():
+    """orch.slice's limit in bytes, or None when the host has no orch.slice."""
+    dirs = (os.environ[SLICE_ENV],) if os.environ.get(SLICE_ENV) else memory.SLICE_DIRS
+    for directory in dirs:
+        if os.path.isdir(directory):
+            return memory.parse_int(memory.cg_read(directory, memory.CG_LIMIT))
+    return None
+
+
+def holds(rec):
+    """Whether REC's reservation counts against the slice: running, or admitted and about to run."""
+    return rec.get("state") == RUNNING or (rec.get("state") == QUEUED and rec.get("admitted") is True)
+
+
+def waiting(jobs):
+    """The QUEUED records not yet admitted, first come first served."""
+    queued = [r for r in jobs if r.get("state") == QUEUED and r.get("admitted") is not True]
+    return sorted(queued, key=lambda r: (r.get("queued") or "", r.get("run_id") or ""))
+
+
+def add_positions(jobs):
+    """queue_position (1 = next to start) on each waiting record, None on the others."""
+    for rec in jobs:
+        rec["queue_position"] = None
+    for position, rec in enumerate(waiting(jobs), 1):
+        rec["queue_position"] = position
+    return jobs
+
+
+def free_memory(jobs, limit):
+    """LIMIT less the reservations JOBS hold."""
+    return limit - sum(reservation_of(r) for r in jobs if holds(r))
+
+
+def admit(name, rec, save, stopped):
+    """Wait until REC's job may start: True once admitted (REC is then QUEUED with `admitted`, saved), False when
+    STOPPED() said so first (REC untouched: the caller records the stop). SAVE(rec) writes the record."""
+    from .control import NameLock
+
+    while True:
+        with NameLock(HOST_LOCK):
+            limit = allocatable()
+            jobs = [r for r in records.query_jobs()[1] if r.get("run_id") != rec["run_id"]]
+            ahead = waiting(jobs)
+            if rec.get("queued") is not None:  # only those queued before this one are ahead of it
+                ahead = [r for r in ahead if (r.get("queued") or "", r.get("run_id")) < (rec["queued"], rec["run_id"])]
+            if limit is None or (not ahead and free_memory(jobs, limit) >= reservation_of(rec)):
+                rec.update(state=QUEUED, admitted=True)
+                save(rec)
+                return True
+            if rec.get("queued") is None:
+                rec.update(state=QUEUED, admitted=False, queued=records.now_iso(precise=True))
+                save(rec)
+        if stopped():
+            return False
+        time.sleep(POLL)
