@@ -190,7 +190,7 @@ def main(screen):
     screen.timeout(1 if BUSY else -1)
     while True:
         rows, cols = screen.getmaxyx()
-        screen.erase()
+        screen.clear()  # a full repaint, as vim and htop do on SIGWINCH
         screen.addstr(0, 0, "TOP-LEFT")
         screen.addstr(rows - 1, cols - 13, "BOTTOM-RIGHT")
         screen.addstr(rows // 2, 0, f"size {rows}x{cols}")
@@ -231,6 +231,8 @@ def test_a_full_screen_program_fills_the_pane(jobhost, attach, tmp_path, attach_
         jobhost.wait_log("full", "BOTTOM-RIGHT")
         client = attach("full")
     client.shows("size 29x100")  # the client's 30 rows less the inner tmux's status line
+    # the redraw may still be on its way into the pane (capture-pane can catch it halfway): wait for its last row
+    client.jobhost.wait_until(lambda: corners(client.screen())[1].endswith("BOTTOM-RIGHT"), "the redraw's last row")
     top, bottom, lines = corners(client.screen())
     assert top.startswith("TOP-LEFT"), lines
     assert bottom.endswith("BOTTOM-RIGHT") and len(bottom) == 99, lines  # the last row, at the right edge
@@ -250,6 +252,7 @@ def test_a_full_screen_program_redraws_for_a_client_of_the_same_size(jobhost, at
     jobhost.wait_until(lambda: (jobhost.logs / "busy" / "run.log").stat().st_size > 300_000, "300 KB of redraws")
     client = attach("busy", size=(80, 25))
     client.shows("BOTTOM-RIGHT")
+    client.jobhost.wait_until(lambda: corners(client.screen(), rows=24)[0].startswith("TOP-LEFT"), "the redraw")
     top, bottom, lines = corners(client.screen(), rows=24)
     assert top.startswith("TOP-LEFT") and bottom.endswith("BOTTOM-RIGHT"), lines
     client.keys("q")
