@@ -100,6 +100,13 @@ options:
         file write moves).
     type: bool
     default: true
+  queue:
+    description:
+      - With O(state=started), whether a job whose reservation (O(memory_max), else 1G) does not fit in
+        C(orch.slice) beside the active jobs' waits C(QUEUED) for its turn (V(true)), or is refused at once with the
+        figures and nothing started (V(false), C(orch run --no-queue)).
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -359,6 +366,7 @@ def main():
             grace=dict(type="int", default=10),
             purge_logs=dict(type="bool", default=False),
             tty=dict(type="bool", default=True),
+            queue=dict(type="bool", default=True),
         ),
         required_if=[
             ("state", "started", ("name", "command")),

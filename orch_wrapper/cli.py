@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="batch mode: no terminal, output straight into the log (for jobs that print gigabytes)",
     )
+    p.add_argument(
+        "--no-queue",
+        dest="queue",
+        action="store_false",
+        help="refuse the job, with the figures, when its reservation does not fit now, rather than queue it",
+    )
     p.set_defaults(func=_verb(_jobs, "run"))
 
     p = verbs.add_parser("status", help="jobs across the fleet")

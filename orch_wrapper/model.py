@@ -119,6 +119,7 @@ class Job:
     memory_peak: int | None = None  # bytes, the job's peak (its scope's, as the host read it); None while unknown
     queue_position: int | None = None  # with state QUEUED: 1 = next to start when memory frees
     reservation: int | None = None  # bytes of orch.slice the job holds in admission (--mem, else the default)
+    queued: str | None = None  # when it joined its host's memory queue (first come, first served), if it waited
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -150,6 +151,7 @@ class Job:
             memory_peak=_bytes(record.get("memory_peak")),
             queue_position=_bytes(record.get("queue_position")),
             reservation=_bytes(record.get("reservation")),
+            queued=record.get("queued") if isinstance(record.get("queued"), str) else None,
         )
 
     @property

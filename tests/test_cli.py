@@ -263,6 +263,7 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
         "secrets": {"HF_TOKEN": "/orch/f/secrets/hf"},
         "memory_max": "8G",
         "tty": True,
+        "queue": True,
     }
     assert "lros-train: RUNNING on f-1 (127.0.0.1:2201)" in out
     assert "orch logs lros-train -f" in out and "orch attach lros-train" in out
@@ -364,12 +365,16 @@ def test_run_places_on_the_least_busy_host(home, remote, capsys, monkeypatch):
     assert calls[0]["extravars"]["orch_host"] == "f-2"
 
 
-def memory_fleet(monkeypatch, free_gib: dict[int, tuple[int, int]]):
-    """Three hosts whose queries report (orch.slice GiB, reserved GiB) by port; f-3 runs no job, the others one."""
+def memory_fleet(monkeypatch, free_gib: dict[int, tuple[int, int]], waiting: dict[int, int] | None = None):
+    """Three hosts whose queries report (orch.slice GiB, reserved GiB) by port; f-3 runs no job, the others one;
+    WAITING: how many QUEUED jobs wait on a host, by port."""
     seed_fleet([endpoint_host(f"f-{port - 2200}", port) for port in free_gib])
     replies = {}
     for port, (alloc, reserved) in free_gib.items():
         jobs = [] if port == 2203 else [record(f"j{port}", "RUNNING", iso(timedelta(hours=1)))]
+        for i in range((waiting or {}).get(port, 0)):
+            fields = {"pid": None, "pgid": None, "queue_position": i + 1, "admitted": False}
+            jobs.append(record(f"w{port}-{i}", "QUEUED", iso(timedelta(minutes=5)), **fields))
         memory = {**HOST_MEMORY, "memory_allocatable": alloc << 30, "memory_reserved": reserved << 30}
         replies[port] = {"jobs": jobs, "memory": memory}
     status_replies(monkeypatch, replies)
@@ -400,12 +405,31 @@ def test_run_refuses_a_reservation_larger_than_every_host_naming_the_largest(hom
     assert "--mem 64.0G is more than any host can give a job: the largest, f-2, has 62.0G for jobs" in err
 
 
-def test_run_warns_when_no_host_has_the_reservation_unreserved(home, remote, capsys, monkeypatch):
+def test_run_queues_where_the_job_starts_soonest_when_no_host_has_it_free(home, remote, capsys, monkeypatch):
+    # f-1 is the freest but two jobs wait there; f-3's orch.slice can never hold 8G; f-2 has no queue
+    memory_fleet(monkeypatch, {2201: (30, 25), 2202: (30, 28), 2203: (6, 5)}, waiting={2201: 2})
+    calls = allow_run(monkeypatch, "f-2", "QUEUED", pid=None, reservation=8 << 30, queue_position=1, admitted=False)
+    code, out, err = run_main(capsys, ["run", "new", "true", "--mem", "8G"])
+    assert code == 0 and calls[0]["extravars"]["orch_host"] == "f-2", err
+    assert "orch: no host has 8.0G unreserved now: queued on f-2, first in line" in err
+    assert "new: QUEUED (#1 in its queue: starts when 8.0G of orch.slice frees) on f-2" in out
+    assert spec.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"])["queue"] is True
+
+
+def test_run_no_queue_refuses_when_no_host_has_the_reservation_free(home, remote, capsys, monkeypatch):
     memory_fleet(monkeypatch, {2201: (30, 25), 2202: (30, 28), 2203: (14, 10)})
     calls = allow_run(monkeypatch, "f-1")
-    code, _out, err = run_main(capsys, ["run", "new", "true", "--mem", "8G"])
-    assert code == 0 and calls[0]["extravars"]["orch_host"] == "f-1"
-    assert "no host has 8.0G unreserved now; f-1 has the most (5.0G)" in err
+    code, _out, err = run_main(capsys, ["run", "new", "true", "--mem", "8G", "--no-queue"])
+    assert code == ExitCode.USAGE and calls == []
+    assert_one_line_error(err)
+    assert "no host has 8.0G unreserved now: the freest, f-1, has 5.0G (--no-queue refuses rather than queues)" in err
+
+
+def test_run_no_queue_reaches_the_host_in_the_spec(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])  # one host: its module decides, under its lock
+    calls = allow_run(monkeypatch, "f-1")
+    assert run_main(capsys, ["run", "new", "true", "--no-queue"])[0] == 0
+    assert spec.decode_spec(calls[0]["extravars"]["orch_job_spec_b64"])["queue"] is False
 
 
 def test_run_of_a_finished_job_goes_to_the_host_with_its_latest_history(home, remote, capsys, monkeypatch):

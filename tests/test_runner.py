@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
 
     def fake_run(**kwargs):
         calls.append(kwargs)
-        artifact_dir = settings.home / "runner" / "artifacts" / "id1"
+        artifact_dir = settings.home / "runner" / "artifacts" / kwargs["ident"]
         artifact_dir.mkdir(parents=True)
         (artifact_dir / "command").write_text('{"env": {"AWS_SECRET_ACCESS_KEY": "x"}}')
         (artifact_dir / "stdout").write_text("kept")
@@ -79,6 +80,8 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
     )
     kwargs = dict(calls[0])
     assert callable(kwargs.pop("event_handler"))
+    ident = kwargs.pop("ident")
+    assert re.fullmatch(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}", ident), ident  # sorts by age: runner._rotate_artifacts
     home = settings.home
     assert kwargs == {
         "private_data_dir": str(home / "runner"),
@@ -105,7 +108,7 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
         },
         "quiet": True,
         "suppress_env_files": True,
-        "rotate_artifacts": 20,
+        "rotate_artifacts": 0,  # orch rotates: ansible-runner's rotation crashed concurrent runs
         "limit": "f-1",
     }
     assert f"ControlPath={home}/cm/%C" in kwargs["envvars"]["ANSIBLE_SSH_ARGS"]
@@ -119,10 +122,40 @@ def test_run_playbook_builds_the_runner_arguments_in_one_place(settings, monkeyp
     assert result.stats["f-2"]["failed"] == 1 and result.stats["f-3"]["unreachable"] == 1
     assert seen == EVENTS  # the progress callback sees every event
     # the environment the runner recorded is gone, the rest of the artifacts stay
-    artifact_dir = home / "runner" / "artifacts" / "id1"
+    artifact_dir = home / "runner" / "artifacts" / ident
     assert not (artifact_dir / "command").exists() and (artifact_dir / "stdout").exists()
     with pytest.raises(OrchError, match="f-3 is unreachable: Connection refused"):
         result.check()
+
+
+def test_concurrent_runs_rotate_the_artifacts_without_tripping_over_each_other(tmp_path):
+    # Ten `orch run`s at once (tests/fleet) each rotated the artifacts with ansible-runner's rotation, and one of two
+    # removing the same old folder died of FileNotFoundError. orch's rotation keeps the newest and shrugs.
+    import threading
+
+    artifacts = tmp_path / "artifacts"
+    names = [f"20261202T0400{i:02d}Z-{i:012x}" for i in range(38)]
+    for name in ["older-uuid-a", "older-uuid-b", *names]:  # an older orch's runner named them by uuid
+        (artifacts / name / "job_events").mkdir(parents=True)
+        for j in range(20):
+            (artifacts / name / "job_events" / f"{j}.json").write_text("{}")
+    barrier, errors = threading.Barrier(8), []
+
+    def rotate():
+        barrier.wait()
+        try:
+            runner._rotate_artifacts(artifacts)
+        except Exception as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rotate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in artifacts.iterdir()) == names[-20:]  # the newest by name, whatever the mtimes
+    runner._rotate_artifacts(tmp_path / "none-yet")  # before the first run: nothing to rotate
 
 
 def test_cache_prefix_names_fleet_region_and_endpoint(settings, monkeypatch):
@@ -147,7 +180,7 @@ def main():
         name=dict(type="str", required=True), state=dict(type="str"), command=dict(type="str"),
         cwd=dict(type="str"), env=dict(type="dict"), secrets=dict(type="dict", no_log=True),
         memory_max=dict(type="str"), grace=dict(type="int"), purge_logs=dict(type="bool"),
-        tty=dict(type="bool")))
+        tty=dict(type="bool"), queue=dict(type="bool")))
     given = {k: v for k, v in module.params.items() if v is not None}
     with open(os.environ["ORCH_TEST_PARAMS"], "a") as f:
         f.write(json.dumps(given) + "\\n")
@@ -216,15 +249,17 @@ def test_job_start_passes_commands_verbatim(tmp_path):
         "env": {"X": "{{ y }}"},
         "secrets": {"TOKEN": "/orch/f/secrets/t"},
         "tty": True,
+        "queue": True,
     }  # cwd and memory_max omitted: the module's defaults apply
 
 
 def test_job_start_passes_cwd_and_memory(tmp_path):
-    spec = build_spec("train", "python train.py", cwd="~/work/lros", mem="8G", tty=False)
+    spec = build_spec("train", "python train.py", cwd="~/work/lros", mem="8G", tty=False, queue=False)
     (given,) = run_job_playbook(
         tmp_path, "job_start", {"orch_host": "localhost", "orch_job_spec_b64": encode_spec(spec)}
     )
     assert given["cwd"] == "~/work/lros" and given["memory_max"] == "8G" and given["tty"] is False
+    assert given["queue"] is False
 
 
 def test_job_stop_and_remove_playbooks(tmp_path):

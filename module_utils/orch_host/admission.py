@@ -12,7 +12,7 @@ import os
 import time
 
 from . import memory, records
-from .contract import DEFAULT_RESERVATION, QUEUED, RUNNING
+from .contract import DEFAULT_RESERVATION, QUEUED, RUNNING, JobError
 
 POLL = 0.1  # seconds between a queued job's looks at the queue
 SLICE_ENV = "ORCH_SLICE_DIR"  # tests/host point at a recorded orch.slice; the host's own otherwise
@@ -60,9 +60,21 @@ def free_memory(jobs, limit):
     return limit - sum(reservation_of(r) for r in jobs if holds(r))
 
 
-def admit(name, rec, save, stopped):
+def refusal(name, rec, jobs, limit, ahead):
+    """Why job NAME may not wait (--no-queue): what it reserves against what the slice has unreserved now."""
+    held = [r for r in jobs if holds(r)]
+    queued = f", {len(ahead)} queued before it" if ahead else ""
+    return (
+        f"job {name} reserves {records.size_text(reservation_of(rec))} and orch.slice has "
+        f"{records.size_text(max(free_memory(jobs, limit), 0))} unreserved now ({records.size_text(limit)} less "
+        f"{len(held)} active job(s){queued}): without --no-queue it waits its turn; or ask for less with --mem"
+    )
+
+
+def admit(name, rec, save, stopped, queue=True):
     """Wait until REC's job may start: True once admitted (REC is then QUEUED with `admitted`, saved), False when
-    STOPPED() said so first (REC untouched: the caller records the stop). SAVE(rec) writes the record."""
+    STOPPED() said so first (REC untouched: the caller records the stop). SAVE(rec) writes the record. With QUEUE
+    false a job that would wait is refused instead (a JobError, nothing saved)."""
     from .control import NameLock
 
     while True:
@@ -76,6 +88,8 @@ def admit(name, rec, save, stopped):
                 rec.update(state=QUEUED, admitted=True)
                 save(rec)
                 return True
+            if not queue:
+                raise JobError(refusal(name, rec, jobs, limit, ahead))
             if rec.get("queued") is None:
                 rec.update(state=QUEUED, admitted=False, queued=records.now_iso(precise=True))
                 save(rec)

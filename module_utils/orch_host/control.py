@@ -267,6 +267,7 @@ def start_job(p, tmux_bin, check_mode):
                 "memory_max": memory_max,
                 "grace": p["grace"],
                 "tty": p.get("tty", True) is not False,
+                "queue": p.get("queue", True) is not False,  # false: refused rather than QUEUED (--no-queue)
                 "tmux": [tmux_bin, "-L", TMUX_SOCKET],  # the supervisor asks it whether a client is attached
                 "secret_values": values,
             }

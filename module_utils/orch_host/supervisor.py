@@ -158,16 +158,21 @@ def _save(name, reserve, rec):
     records.save_record(records.job_file(name), rec, reserve)
 
 
-def _admitted(name, rec, reserve):
+def _admitted(name, rec, reserve, queue):
     """Wait for the job's turn in the host's memory queue (admission.admit). Stopped first: record KILLED (it never
-    started) and say so in the log; False then."""
-    try:
-        sys.stdout.write(f"[orch] job {name}: waiting for its memory ({records.size_text(rec['reservation'])})\r\n")
-        sys.stdout.flush()
-    except OSError:
-        pass
-    save = functools.partial(_save, name, reserve)
-    if admission.admit(name, rec, save, functools.partial(_stop.get, "told")):
+    started) and say so in the log; False then. With QUEUE false a job that would wait is refused (a JobError)."""
+
+    def save(rec):
+        if rec.get("admitted") is False:  # saved once so, as it joins the queue: the pane says why nothing happens
+            size = records.size_text(rec["reservation"])
+            try:
+                sys.stdout.write(f"[orch] job {name}: QUEUED, waiting for {size} of orch.slice to free\r\n")
+                sys.stdout.flush()
+            except OSError:
+                pass
+        _save(name, reserve, rec)
+
+    if admission.admit(name, rec, save, functools.partial(_stop.get, "told"), queue):
         return True
     rec.update(state=KILLED, ended=records.now_iso(), admitted=False)
     records.save_record(records.job_file(name), rec, reserve)
@@ -252,7 +257,7 @@ def _supervise(name, sfile, begun):
         "admitted": None,
     }
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # before a record claims memory
-    if not _admitted(name, rec, reserve):
+    if not _admitted(name, rec, reserve, spec.get("queue", True) is not False):
         os.close(logfd)
         job_scope.release()
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,11 +16,16 @@ from ..transport import inventory, runner
 from . import shared
 from .spec import build_spec, encode_spec, validate_name
 
-# --- placement: --host, else the reachable host with the fewest active jobs --------------------------------------
+# --- placement: --host, else by memory (where the job fits now, else where it starts soonest) -----------------------
 
 
 def _pick_host(
-    settings: Settings, hosts: list[Host], name: str, wanted: str | None, reservation: int | None = None
+    settings: Settings,
+    hosts: list[Host],
+    name: str,
+    wanted: str | None,
+    reservation: int | None = None,
+    queue: bool = True,
 ) -> Host:
     """Where job NAME runs: --host WANTED; else where a finished run of the name has its history; else by memory
     (_by_memory), the fewest active jobs breaking ties. One host is used as it is (its module refuses what it must)."""
@@ -47,15 +53,25 @@ def _pick_host(
     if not reachable:
         raise OrchError("no host of the fleet is reachable", hint="run `orch doctor`", exit_code=ExitCode.UNREACHABLE)
     running = {h.name: sum(1 for j in jobs if j.host == h.name and j.has_processes) for h in reachable}
-    return _by_memory(reachable, memory, reservation, running)
+    waiting = {h.name: sum(1 for j in jobs if j.host == h.name and j.queue_position is not None) for h in reachable}
+    return _by_memory(reachable, memory, reservation, running, waiting, queue)
 
 
 def _by_memory(
-    hosts: list[Host], memory: dict[str, HostMemory], reservation: int | None, running: dict[str, int]
+    hosts: list[Host],
+    memory: dict[str, HostMemory],
+    reservation: int | None,
+    running: dict[str, int],
+    waiting: dict[str, int],
+    queue: bool = True,
 ) -> Host:
-    """The host with the most unreserved memory for jobs (orch.slice's limit less active reservations) that holds
-    RESERVATION; a reservation larger than every host's orch.slice is refused with the figures. Hosts that report
-    no slice (not configured yet) come after those that do; among equals, the fewest active jobs."""
+    """Where a job reserving RESERVATION (else the default reservation) goes: the host with the most unreserved
+    memory for jobs (orch.slice's limit less active reservations) that holds it now; when none does, the host where
+    it starts soonest: one whose orch.slice can hold it, with the fewest jobs WAITING ahead (then the most
+    unreserved), or with QUEUE false a refusal. A reservation larger than every host's orch.slice is refused with the
+    figures. Hosts that report no slice (not configured yet: they admit at once) come after those that do; among
+    equals, the fewest active jobs."""
+    wanted = contract.DEFAULT_RESERVATION if reservation is None else reservation
 
     def free(host: Host) -> int | None:
         mem = memory.get(host.name)
@@ -64,22 +80,38 @@ def _by_memory(
         return mem.memory_allocatable - (mem.memory_reserved or 0)
 
     known = {h.name: m.memory_allocatable for h in hosts if (m := memory.get(h.name)) and m.memory_allocatable}
-    if reservation is not None and known and len(known) == len(hosts) and reservation > max(known.values()):
+    if known and len(known) == len(hosts) and wanted > max(known.values()):
         largest = max(known, key=lambda n: known[n])
+        what = "--mem " + ui.human_size(wanted) if reservation is not None else f"the default {ui.human_size(wanted)}"
         raise OrchError(
-            f"--mem {ui.human_size(reservation)} is more than any host can give a job: the largest, {largest}, "
+            f"{what} is more than any host can give a job: the largest, {largest}, "
             f"has {ui.human_size(known[largest])} for jobs (orch.slice)",
             hint="ask for less, or add a larger host to the fleet",
             exit_code=ExitCode.USAGE,
         )
-    holding = [h for h in hosts if reservation is None or (free(h) is None or free(h) >= reservation)]
-    chosen = min(holding or hosts, key=lambda h: (free(h) is None, -(free(h) or 0), running[h.name]))
-    if not holding:  # every host's jobs have reserved too much already: say so rather than overcommit in silence
-        ui.warn(
-            f"no host has {ui.human_size(reservation)} unreserved now; {chosen.name} has the most "
-            f"({ui.human_size(free(chosen))}), and its jobs together may reach its limit"
+    holding = [h for h in hosts if free(h) is None or free(h) >= wanted]
+    if holding:
+        return min(holding, key=lambda h: (free(h) is None, -(free(h) or 0), running[h.name]))
+    freest = max(hosts, key=lambda h: free(h) or 0)
+    if not queue:
+        raise OrchError(
+            f"no host has {ui.human_size(wanted)} unreserved now: the freest, {freest.name}, has "
+            f"{ui.human_size(max(free(freest) or 0, 0))} (--no-queue refuses rather than queues)",
+            hint="run it without --no-queue to wait for memory, or ask for less with --mem",
+            exit_code=ExitCode.USAGE,
         )
+    able = [h for h in hosts if h.name not in known or known[h.name] >= wanted]
+    chosen = min(able, key=lambda h: (waiting[h.name], -(free(h) or 0), running[h.name]))
+    print(
+        f"orch: no host has {ui.human_size(wanted)} unreserved now: {name_queue(chosen.name, waiting[chosen.name])}",
+        file=sys.stderr,
+    )
     return chosen
+
+
+def name_queue(host: str, ahead: int) -> str:
+    """Where a job that must wait goes, and how many wait before it there."""
+    return f"queued on {host}, where {ahead} job(s) wait before it" if ahead else f"queued on {host}, first in line"
 
 
 def _job_from(result: RunResult, host: str) -> dict[str, Any]:
@@ -108,11 +140,12 @@ def run(
     secrets: Sequence[str],
     mem: str | None,
     tty: bool = True,
+    queue: bool = True,
 ) -> int:
-    spec = build_spec(name, command, cwd, env, secrets, mem, tty)
+    spec = build_spec(name, command, cwd, env, secrets, mem, tty, queue)
     hosts = shared.usable_hosts(settings)
     reservation = contract.memory_size(spec["memory_max"])[0] if spec.get("memory_max") else None
-    target = _pick_host(settings, hosts, spec["name"], host, reservation)
+    target = _pick_host(settings, hosts, spec["name"], host, reservation, queue)
     agent_error = shared.load_key(settings)
     result = runner.run_playbook(
         settings,

@@ -85,6 +85,7 @@ def build_spec(
     secrets: Iterable[str] = (),
     mem: str | None = None,
     tty: bool = True,
+    queue: bool = True,
 ) -> dict[str, Any]:
     """The job spec the start playbook hands to orch_job, every field validated."""
     env_map, secret_map = parse_env(env), parse_secrets(secrets)
@@ -99,6 +100,7 @@ def build_spec(
         "secrets": secret_map,
         "memory_max": parse_mem(mem),
         "tty": bool(tty),
+        "queue": bool(queue),
     }
 
 

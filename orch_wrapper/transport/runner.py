@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from ..model import RunResult
 from . import ansible_env
 
 ARTIFACTS_KEPT = 20
+_IDENT = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}")  # run_ident()
 
 
 def runner_kwargs(
@@ -24,6 +26,7 @@ def runner_kwargs(
     """All of ansible_runner.run's arguments, built here and nowhere else."""
     kwargs: dict[str, Any] = {
         "private_data_dir": str(settings.home / "runner"),
+        "ident": run_ident(),
         "project_dir": str(paths.project()),
         "playbook": str(paths.playbook(name)),
         "inventory": str(paths.inventory()),
@@ -31,7 +34,7 @@ def runner_kwargs(
         "envvars": ansible_env.envvars(settings),
         "quiet": True,
         "suppress_env_files": True,  # env/extravars files would go stale and keep the environment on disk
-        "rotate_artifacts": ARTIFACTS_KEPT,
+        "rotate_artifacts": 0,  # rotated by _rotate_artifacts: the runner's own rotation races concurrent runs
         "event_handler": handler,
     }
     if limit:
@@ -84,9 +87,34 @@ def run_playbook(
     (settings.home / "runner").mkdir(mode=0o700, exist_ok=True)
     run = ansible_runner.run(**runner_kwargs(settings, name, extravars, limit, handler))
     _drop_environment_artifact(Path(run.config.artifact_dir))
+    _rotate_artifacts(settings.home / "runner" / "artifacts")
     return RunResult(
         status=str(run.status), rc=int(run.rc or 0), ok=ok, failed=failed, unreachable=unreachable, stats=stats
     )
+
+
+def run_ident() -> str:
+    """A run's artifact folder name: its UTC start, so names sort by age (a folder's mtime does not: removing its
+    files updates it), and a random part."""
+    import time
+    import uuid
+
+    return time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime()) + uuid.uuid4().hex[:12]
+
+
+def _rotate_artifacts(artifacts: Path, keep: int = ARTIFACTS_KEPT) -> None:
+    """Keep the KEEP newest runs' artifacts. Concurrent `orch` calls rotate at once: a folder another removed first
+    is no error (ansible-runner's own rotation failed there, and the run with it). Folders of other names (older
+    orch versions) count as the oldest."""
+    import shutil
+
+    try:
+        names = sorted(p.name for p in artifacts.iterdir())
+    except FileNotFoundError:
+        return
+    runs = [n for n in names if not _IDENT.fullmatch(n)] + [n for n in names if _IDENT.fullmatch(n)]
+    for old in runs[: max(len(runs) - keep, 0)]:
+        shutil.rmtree(artifacts / old, ignore_errors=True)
 
 
 def _drop_environment_artifact(artifact_dir: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -38,8 +39,11 @@ def test_the_fault_tests_run_after_every_other_test_of_the_shared_sandbox(reques
 
 
 def test_a_host_restart_turns_a_running_job_into_lost(env, capfd, home):
-    assert main(["run", "doomed", "sleep 300"]) == 0
+    assert main(["run", "doomed", "sleep 300"]) == 0  # reserves the default 1G of orch.slice's 4G
     assert wait_state(capfd, "doomed", {"RUNNING"})
+    assert main(["run", "filler", "--mem", "3G", "sleep 300"]) == 0
+    assert main(["run", "waiting", "--mem", "1G", "sleep 300"]) == 0
+    assert status_json(capfd)["waiting"]["state"] == "QUEUED"
     assert podman("restart", "-t", "1", container(home)).returncode == 0
     deadline = time.monotonic() + 60
     while orch("status", "doomed").returncode == 4 and time.monotonic() < deadline:
@@ -50,6 +54,14 @@ def test_a_host_restart_turns_a_running_job_into_lost(env, capfd, home):
     # (orch_host.contract.EXIT_BY_STATE), not 3 (no such job) or 4 (unreachable), and not by a traceback.
     assert (job["state"], job["lost_reason"], follow.returncode) == ("LOST", "host rebooted", 1), (job, follow.stderr)
     assert "Traceback" not in follow.stderr
+    waiting = status_json(capfd)["waiting"]
+    said = "host rebooted while the job was queued (it never started)"
+    assert (waiting["state"], waiting["lost_reason"], waiting["queue_position"]) == ("LOST", said, None), waiting
+    capfd.readouterr()
+    assert main(["hosts", "--json"]) == 0
+    (host,) = json.loads(capfd.readouterr().out)
+    assert host["memory_reserved"] == 0  # the lost runs, queued or running, hold nothing
+    assert main(["run", "after-reboot", "--mem", "4G", "true"]) == 0  # all of orch.slice is free again
 
 
 def test_doctor_and_status_name_a_host_that_is_down(env, home):

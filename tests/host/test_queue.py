@@ -70,6 +70,37 @@ def test_a_queued_jobs_dead_supervisor_reserves_nothing(jobhost, slice_of):
     jobhost.wait_until(lambda: jobhost.job("d")["state"] == "RUNNING", "d to start: c holds nothing")
 
 
+def test_no_queue_refuses_a_job_that_would_wait_and_leaves_the_last_run_as_it_was(jobhost, slice_of):
+    env = slice_of(2)
+    jobhost.start("holder", "sleep 600", memory_max="1G", proc_env=env)
+    jobhost.start("eager", "echo first run", memory_max="256M", proc_env=env)
+    jobhost.wait_done("eager")
+    res = jobhost.module(
+        name="eager", state="started", command="echo second", memory_max="2G", queue=False, proc_env=env
+    )
+    assert res["failed"] is True
+    said = "job eager reserves 2 GiB and orch.slice has 1 GiB unreserved now (2 GiB less 1 active job(s))"
+    assert said in res["msg"] and "without --no-queue it waits its turn" in res["msg"], res["msg"]
+    job = jobhost.job("eager")  # the finished run's record stands, and nothing of the refused one ran
+    assert (job["state"], job["command"]) == ("SUCCEEDED", "echo first run")
+    assert "second" not in jobhost.log("eager").replace("echo second", "")
+    assert jobhost.start("fits", "sleep 600", memory_max="1G", queue=False, proc_env=env)["state"] == "RUNNING"
+
+
+def test_the_pane_says_queued_only_for_a_job_that_waits(jobhost, slice_of):
+    env = slice_of(1)
+    jobhost.start("first", "sleep 600", memory_max="1G", proc_env=env)
+    jobhost.start("second", "sleep 600", memory_max="1G", proc_env=env)
+
+    def pane(name):
+        return jobhost.tmux("capture-pane", "-p", "-t", f"=orch-{name}:").stdout
+
+    jobhost.wait_until(lambda: "Ctrl-b d detaches" in pane("first"), "first's pane")
+    panes = {n: pane(n) for n in ("first", "second")}
+    assert "QUEUED, waiting for 1 GiB of orch.slice to free" in panes["second"], panes
+    assert "QUEUED" not in panes["first"], panes
+
+
 def test_a_job_without_mem_reserves_the_default(jobhost, slice_of):
     env = slice_of(2)
     first = jobhost.start("plain-1", "sleep 600", proc_env=env)
