@@ -120,6 +120,7 @@ class Job:
     queue_position: int | None = None  # with state QUEUED: 1 = next to start when memory frees
     reservation: int | None = None  # bytes of orch.slice the job holds in admission (--mem, else the default)
     queued: str | None = None  # when it joined its host's memory queue (first come, first served), if it waited
+    admitted_at: str | None = None  # when the host's memory queue let it start (microseconds)
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -152,6 +153,7 @@ class Job:
             queue_position=_bytes(record.get("queue_position")),
             reservation=_bytes(record.get("reservation")),
             queued=record.get("queued") if isinstance(record.get("queued"), str) else None,
+            admitted_at=record.get("admitted_at") if isinstance(record.get("admitted_at"), str) else None,
         )
 
     @property

@@ -85,7 +85,7 @@ def admit(name, rec, save, stopped, queue=True):
             if rec.get("queued") is not None:  # only those queued before this one are ahead of it
                 ahead = [r for r in ahead if (r.get("queued") or "", r.get("run_id")) < (rec["queued"], rec["run_id"])]
             if limit is None or (not ahead and free_memory(jobs, limit) >= reservation_of(rec)):
-                rec.update(state=QUEUED, admitted=True)
+                rec.update(state=QUEUED, admitted=True, admitted_at=records.now_iso(precise=True))
                 save(rec)
                 return True
             if not queue:

@@ -255,6 +255,7 @@ def _supervise(name, sfile, begun):
         "reservation": contract.DEFAULT_RESERVATION if memory_max is None else memory_max,
         "queued": None,  # when it joined the queue, if it had to wait for memory
         "admitted": None,
+        "admitted_at": None,  # when its turn came (microseconds: the order in which the queue let jobs go)
     }
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # before a record claims memory
     if not _admitted(name, rec, reserve, spec.get("queue", True) is not False):

@@ -56,6 +56,7 @@ RECORD_KEYS = {
     "reservation",
     "queued",
     "admitted",
+    "admitted_at",
 }
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
