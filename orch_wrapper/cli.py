@@ -54,6 +54,12 @@ def _jobs() -> ModuleType:
     return jobs
 
 
+def _power() -> ModuleType:
+    from .commands import power
+
+    return power
+
+
 def _read() -> ModuleType:
     from .commands import read
 
@@ -76,6 +82,12 @@ def _verb(module: Callable[[], ModuleType], name: str) -> Callable[..., int]:
 
     verb.__qualname__ = f"{module.__name__.lstrip('_')}.{name}"
     return verb
+
+
+def _minutes(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 10080:
+        raise argparse.ArgumentTypeError(f"expected whole minutes from 1 to 10080 (a week), got {value!r}")
+    return int(value)
 
 
 def _non_negative(value: str) -> int:
@@ -105,6 +117,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("configure", help="apply the host roles (playbooks/configure.yml) to the fleet")
     p.add_argument("--host", help="only this host")
     p.set_defaults(func=_verb(_fleet, "configure"))
+
+    p = verbs.add_parser("up", help="start the fleet's stopped instances (EC2) and wait until ssh answers")
+    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)")
+    p.set_defaults(func=_verb(_power, "up"))
+
+    p = verbs.add_parser("down", help="stop the fleet's instances (EC2 stop, never terminate): their disks stay")
+    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="stop even while jobs are RUNNING or QUEUED there (they end with the host: LOST), or unseen",
+    )
+    p.set_defaults(func=_verb(_power, "down"))
+
+    p = verbs.add_parser("autostop", help="show or change each host's idle auto-stop (the host stops itself)")
+    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all running)")
+    p.add_argument("--idle", type=_minutes, metavar="MINUTES", help="stop after this many idle minutes (1 to 10080)")
+    p.add_argument(
+        "--mode",
+        choices=["jobs_and_sessions", "jobs", "off"],
+        help="what keeps a host up: jobs, tmux clients, logins and keep-alives (default), or jobs and keep-alives",
+    )
+    p.add_argument("--off", action="store_true", help="never stop by itself (same as --mode off)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    p.set_defaults(func=_verb(_power, "autostop"))
+
+    p = verbs.add_parser("keepalive", help="keep hosts up for work orch did not start, e.g. --for 2h (0 ends it)")
+    p.add_argument("hosts", metavar="HOST", nargs="+", help="the hosts to keep up")
+    p.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 90s, 45m, 2h, 1h30m; 0 ends")
+    p.set_defaults(func=_verb(_power, "keepalive"))
 
     p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
     p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")

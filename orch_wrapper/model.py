@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -92,6 +92,42 @@ class HostMemory:
 def _bytes(value: Any) -> int | None:
     """An int the host wrote, or None (a bool or anything else is not one)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class HostIdle:
+    """A host's idle auto-stop as its query reports it (orch_host.autostop.brief); None where unknown."""
+
+    mode: str | None = None  # jobs_and_sessions | jobs | off
+    idle_minutes: int | None = None
+    busy: tuple[str, ...] = ()  # what kept it up at the last check ("2 jobs", "1 tmux client attached")
+    stops_in: float | None = None  # seconds until it stops itself, while idle
+    stopping: float | None = None  # when it began stopping itself
+    uptime: float | None = None  # seconds since the host (its PID 1) started
+
+    @classmethod
+    def from_reply(cls, data: dict[str, Any] | None) -> HostIdle | None:
+        idle = (data or {}).get("autostop")
+        if not isinstance(idle, dict):
+            return None
+
+        def number(key: str) -> float | None:
+            value = idle.get(key)
+            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        busy = idle.get("busy")
+        minutes = idle.get("idle_minutes")
+        return cls(
+            mode=idle.get("mode") if isinstance(idle.get("mode"), str) else None,
+            idle_minutes=minutes if isinstance(minutes, int) and not isinstance(minutes, bool) else None,
+            busy=tuple(str(b) for b in busy) if isinstance(busy, list) else (),
+            stops_in=number("stops_in"),
+            stopping=number("stopping"),
+            uptime=number("uptime"),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "busy": list(self.busy)}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .model import HostMemory, parse_time
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .model import Host, Job
+    from .model import Host, HostIdle, Job
 
 # ANSI SGR parameters per job state, on a terminal only
 STATE_COLOURS = {
@@ -173,9 +173,37 @@ def print_jobs(jobs: Iterable[Job], now: datetime, file: Any = None) -> None:
     out.write(columns(JOB_COLUMNS, rows, ("ELAPSED", "MEMORY", "EXIT"), colours, _colour(out)))
 
 
-def print_hosts(hosts: Iterable[Host], memory: dict[str, HostMemory | None] | None = None, file: Any = None) -> None:
+def idle_text(idle: HostIdle | None) -> str:
+    """A host's idle auto-stop in a few words: "stops in 12m", "busy: 2 jobs", "off", "stopping", "-" unknown."""
+    if idle is None or idle.mode is None:
+        return "-"
+    if idle.stopping is not None:
+        return "stopping"
+    if idle.mode == "off":
+        return "off"
+    if idle.busy:
+        return "busy: " + ", ".join(idle.busy)
+    return f"stops in {human_duration(idle.stops_in)}" if idle.stops_in is not None else "idle"
+
+
+def host_line(host: Host, idle: HostIdle | None) -> str:
+    """One host under `orch status`: its state, uptime and auto-stop."""
+    if not host.usable:
+        return f"{host.name}: {host.state} (`orch up {host.name}` starts it)"
+    if idle is None or idle.mode is None:  # a host configured before auto-stop existed
+        return f"{host.name}: {host.state}"
+    up = f", up {human_duration(idle.uptime)}" if idle is not None and idle.uptime is not None else ""
+    return f"{host.name}: {host.state}{up}, {idle_text(idle)}"
+
+
+def print_hosts(
+    hosts: Iterable[Host],
+    memory: dict[str, HostMemory | None] | None = None,
+    idle: dict[str, HostIdle | None] | None = None,
+    file: Any = None,
+) -> None:
     """The hosts, and for each running one its memory: TOTAL it can use, ALLOC(atable) to jobs (orch.slice),
-    RESERVED by active jobs' --mem, USED by them now, and whether CAPS hold."""
+    RESERVED by active jobs' --mem, USED by them now, and whether CAPS hold; its UPTIME and AUTOSTOP."""
     out = file or sys.stdout
     rows = []
     for h in hosts:
@@ -184,7 +212,10 @@ def print_hosts(hosts: Iterable[Host], memory: dict[str, HostMemory | None] | No
         sizes = (mem.memory_total, mem.memory_allocatable, mem.memory_reserved, mem.memory_used)
         rows.append([h.name, h.instance_id or "-", h.instance_type or "-", h.state or "-", h.address, h.access or "-"])
         rows[-1] += [*(human_size(v) for v in sizes), caps]
+        host_idle = (idle or {}).get(h.name)
+        rows[-1] += [human_duration(host_idle.uptime if host_idle else None), idle_text(host_idle)]
     headers = ["NAME", "INSTANCE", "TYPE", "STATE", "ADDRESS", "ACCESS", "TOTAL", "ALLOC", "RESERVED", "USED", "CAPS"]
+    headers += ["UPTIME", "AUTOSTOP"]
     out.write(columns(headers, rows, right=("TOTAL", "ALLOC", "RESERVED", "USED"), colour=_colour(out)))
 
 

@@ -171,9 +171,14 @@ def record(name: str, state: str, started: str, **extra: Any) -> dict[str, Any]:
     return check_record(rec)
 
 
-def query_reply(jobs: list[dict[str, Any]], memory: dict[str, Any] | None = None) -> bytes:
-    """The host's `query` reply (stdout) with these JOBS, and the host's MEMORY (a whole-host query's)."""
+def query_reply(
+    jobs: list[dict[str, Any]], memory: dict[str, Any] | None = None, autostop: dict[str, Any] | None = None
+) -> bytes:
+    """The host's `query` reply (stdout) with these JOBS, and the host's MEMORY and AUTOSTOP (a whole-host
+    query's)."""
     reply = {**HOST_REPLIES["query"]["reply"], "jobs": [check_record(job) for job in jobs]}
     if memory is not None:
         reply["memory"] = memory
+    if autostop is not None:
+        reply["autostop"] = autostop
     return json.dumps(reply).encode()

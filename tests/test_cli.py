@@ -33,7 +33,7 @@ from _orch_helpers import (
 from orch_host import contract
 
 from orch_wrapper import cli, config, model, ui
-from orch_wrapper.commands import read, spec
+from orch_wrapper.commands import instances, read, spec
 from orch_wrapper.errors import ExitCode, OrchError
 from orch_wrapper.transport import agent, ansible_env, aws, inventory, runner, ssh
 
@@ -563,8 +563,9 @@ def status_replies(monkeypatch, by_port, calls=None):
         reply = by_port[h.ssh_port]
         if isinstance(reply, tuple):  # (rc, stderr): ssh failed
             return subprocess.CompletedProcess([], reply[0], b"", reply[1])
-        if isinstance(reply, dict):  # a whole-host reply: {"jobs": [...], "memory": {...}}
-            return subprocess.CompletedProcess([], 0, query_reply(reply["jobs"], reply.get("memory")), b"")
+        if isinstance(reply, dict):  # a whole-host reply: {"jobs": [...], "memory": {...}, "autostop": {...}}
+            data = query_reply(reply["jobs"], reply.get("memory"), reply.get("autostop"))
+            return subprocess.CompletedProcess([], 0, data, b"")
         return subprocess.CompletedProcess([], 0, query_reply(reply), b"")
 
     monkeypatch.setattr(ssh, "run_host_code", fake)
@@ -621,8 +622,9 @@ def test_status_table_shows_active_and_recent_jobs(home, remote, capsys, monkeyp
     assert sorted(calls) == [("f-1", ["query"]), ("f-2", ["query"])]
     header = out.splitlines()[0].split()
     assert header == ["NAME", "HOST", "STATE", "STARTED", "ELAPSED", "MEMORY", "EXIT"]
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if not line.startswith("  ")}
     assert set(rows) == {"vma-scrape", "lros-train", "coupon-backfill", "stopped-one"}  # "ancient" is history
+    assert out.splitlines()[-2:] == ["  f-1: running", "  f-2: running"]  # the hosts under the table
     assert rows["vma-scrape"][1:3] == ["f-1", "RUNNING"]
     assert rows["vma-scrape"][-3:] == ["2h05m", "5.8G", "-"]
     assert rows["coupon-backfill"][-2:] == ["3.3G", "-"]
@@ -884,12 +886,13 @@ def test_hosts_json(home, remote, capsys, monkeypatch):
 )
 def test_hosts_shows_each_hosts_memory_and_whether_caps_hold(home, remote, capsys, monkeypatch, caps, shown, warned):
     seed_fleet([host("endpoint")])
-    status_replies(monkeypatch, {2201: {"jobs": [], "memory": {**HOST_MEMORY, "memory_caps": caps}}})
+    idle = {"mode": "jobs_and_sessions", "idle_minutes": 30, "busy": [], "stops_in": 720, "uptime": 3720}
+    status_replies(monkeypatch, {2201: {"jobs": [], "memory": {**HOST_MEMORY, "memory_caps": caps}, "autostop": idle}})
     code, out, err = run_main(capsys, ["hosts"])
     assert code == 0
     header, row = (re.split(r" {2,}", line.strip()) for line in out.splitlines())
-    assert header[-5:] == ["TOTAL", "ALLOC", "RESERVED", "USED", "CAPS"]
-    assert row[-5:] == ["32.0G", "30.0G", "18.0G", "11.0G", shown]
+    assert header[-7:] == ["TOTAL", "ALLOC", "RESERVED", "USED", "CAPS", "UPTIME", "AUTOSTOP"]
+    assert row[-7:] == ["32.0G", "30.0G", "18.0G", "11.0G", shown, "1h02m", "stops in 12m00s"]
     assert ("f-1 cannot hold --mem caps: not enforced: orch.slice is missing" in err) is warned, err
 
 
@@ -1390,3 +1393,218 @@ def test_status_shows_a_job_whose_log_is_incomplete_with_its_true_end_and_the_no
     assert err == f"orch: warning: job fill on f-1: {note}\n"
     code, out, err = run_main(capsys, ["status", "fill", "--json"])
     assert json.loads(out)["jobs"][0]["log_note"] == note
+
+
+# --- orch up / orch down (issue 11) ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ec2_world(home, remote, monkeypatch):
+    """A fleet f-1..f-3 whose instance states live here: the inventory reads them, the power playbook changes them,
+    and a host answers ssh while it runs."""
+    world = SimpleNamespace(states={"f-1": "running", "f-2": "running", "f-3": "stopped"}, playbooks=[], probes=[])
+
+    def inventory_list(settings, refresh=False):
+        hostvars = {}
+        for i, (name, state) in enumerate(sorted(world.states.items())):
+            hv = endpoint_hostvars(name, 2201 + i)
+            hv["aws_instance_id"] = unsafe(f"i-{i + 1:017x}")
+            hv["orch_instance_id"] = unsafe(f"i-{i + 1:017x}")
+            hv["orch_state"] = unsafe(state)
+            hostvars[name] = hv
+        return {"_meta": {"hostvars": hostvars}, "fleet_f": {"hosts": sorted(hostvars)}}
+
+    def run_playbook(settings, name, extravars, limit=None, on_event=None):
+        world.playbooks.append((name, dict(extravars)))
+        if name == "power":
+            by_id = {f"i-{i + 1:017x}": n for i, n in enumerate(sorted(world.states))}
+            for instance in extravars["orch_instance_ids"]:
+                world.states[by_id[instance]] = extravars["orch_power_state"]
+        return model.RunResult(status="successful", rc=0)
+
+    real_run = subprocess.run
+
+    def probe(argv, *args, **kwargs):
+        if argv[0] == "ssh" and argv[-1] == "true":  # instances.wait_ssh's probe
+            port = int(argv[argv.index("-p") + 1])
+            name = sorted(world.states)[port - 2201]
+            world.probes.append(name)
+            return subprocess.CompletedProcess(argv, 0 if world.states[name] == "running" else 255, b"", b"")
+        return real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(inventory, "inventory_list", inventory_list)
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    monkeypatch.setattr(instances.subprocess, "run", probe)
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+    monkeypatch.setattr(ssh, "close_masters", lambda settings, hosts: None)
+    return world
+
+
+def test_down_refuses_while_jobs_run_or_queue_there_naming_them(ec2_world, capsys, monkeypatch):
+    queued = {"pid": None, "queue_position": 1, "admitted": False}
+    replies = {2201: [record("train", "RUNNING", iso(timedelta(hours=1)))], 2202: []}
+    replies[2202] = [record("waits", "QUEUED", iso(timedelta(minutes=1)), **queued)]
+    status_replies(monkeypatch, replies)
+    code, _out, err = run_main(capsys, ["down"])
+    assert code == ExitCode.USAGE
+    assert_one_line_error(err)
+    assert "not stopping: f-1 runs train (RUNNING); f-2 runs waits (QUEUED)" in err and "--force" in err
+    assert ec2_world.playbooks == [] and ec2_world.states["f-1"] == "running"
+
+
+def test_down_stops_the_named_idle_host_and_says_a_stopped_one_is_already(ec2_world, capsys, monkeypatch):
+    status_replies(
+        monkeypatch,
+        {2201: [record("old", "SUCCEEDED", iso(timedelta(days=1)), ended=iso(timedelta(days=1)), exit_code=0)]},
+    )
+    code, out, err = run_main(capsys, ["down", "f-1", "f-3"])
+    assert code == 0, err
+    assert ec2_world.playbooks == [
+        ("power", {"orch_power_state": "stopped", "orch_instance_ids": ["i-" + "0" * 16 + "1"]})
+    ]
+    assert "f-3: already stopped" in out and "f-1: stopped (`orch up f-1` starts it" in out
+    assert ec2_world.states == {"f-1": "stopped", "f-2": "running", "f-3": "stopped"}
+
+
+def test_down_force_stops_a_host_with_jobs_without_asking_it(ec2_world, capsys):
+    code, _out, err = run_main(capsys, ["down", "f-2", "--force"])  # no query: remote refuses ssh
+    assert code == 0, err and ec2_world.states["f-2"] == "stopped"
+
+
+def test_up_starts_the_stopped_hosts_and_waits_for_their_ssh(ec2_world, capsys):
+    code, out, err = run_main(capsys, ["up"])
+    assert code == 0, err
+    assert ec2_world.playbooks == [
+        ("power", {"orch_power_state": "running", "orch_instance_ids": ["i-" + "0" * 16 + "3"]})
+    ]
+    assert "f-3: starting" in out and "f-3: running, ssh answers" in out
+    assert set(ec2_world.probes) == {"f-1", "f-2", "f-3"}
+
+
+def test_run_on_a_fleet_with_no_running_host_starts_the_first_stopped_one(ec2_world, capsys, monkeypatch):
+    ec2_world.states.update({"f-1": "stopped", "f-2": "stopped"})
+    real = runner.run_playbook
+    calls = allow_run(monkeypatch, "f-1")
+    allowed = runner.run_playbook
+
+    def both(settings, name, extravars, limit=None, on_event=None):
+        target = real if name == "power" else allowed
+        return target(settings, name, extravars, limit=limit, on_event=on_event)
+
+    monkeypatch.setattr(runner, "run_playbook", both)
+    code, out, err = run_main(capsys, ["run", "wakes", "true"])
+    assert code == 0, err
+    assert "orch: no host of fleet f is running: starting f-1 for the job" in err
+    assert ec2_world.states["f-1"] == "running" and calls[0]["extravars"]["orch_host"] == "f-1"
+    assert "wakes: RUNNING on f-1" in out
+
+
+def test_a_job_last_seen_on_a_host_now_stopped_says_how_to_start_it(ec2_world, capsys, monkeypatch):
+    status_replies(
+        monkeypatch,
+        {
+            2201: [],
+            2202: [record("train", "SUCCEEDED", iso(timedelta(hours=1)), ended=iso(timedelta(hours=1)), exit_code=0)],
+        },
+    )
+    assert run_main(capsys, ["status"])[0] == 0  # seen: train on f-2
+    ec2_world.states["f-2"] = "stopped"
+    inventory.invalidate(config.load())
+    code, _out, err = run_main(capsys, ["logs", "train"])
+    assert code == ExitCode.UNREACHABLE
+    assert "orch: job train is on f-2, which is stopped" in err and "`orch up f-2` starts it" in err
+
+
+def test_the_hypervisor_acts_on_state_changes_only():
+    from orch_wrapper.sandbox import hypervisor
+
+    assert hypervisor.action(None, "stopped") is None  # what it found at its start: left as it is
+    assert hypervisor.action("running", "running") is None  # a container stopped behind EC2's back stays stopped
+    assert hypervisor.action("running", "stopping") == "stop"
+    assert hypervisor.action("running", "stopped") == "stop"
+    assert hypervisor.action("stopping", "stopped") is None
+    assert hypervisor.action("running", "terminated") == "stop"
+    assert hypervisor.action("stopped", "pending") == "start"
+    assert hypervisor.action("stopped", "running") == "start"
+    assert hypervisor.action("pending", "running") is None
+
+
+def host_script_replies(monkeypatch, answers: dict[str, object], calls: list) -> None:
+    """ssh.run_host_code answering the host script's autostop and keepalive verbs with ANSWERS by host name."""
+
+    def fake(settings, h, args, timeout=30):
+        calls.append((h.name, list(args)))
+        answer = answers[h.name]
+        if isinstance(answer, str):  # the script's one-line refusal
+            return subprocess.CompletedProcess([], 1, b"", f"orch: {answer}\n".encode())
+        return subprocess.CompletedProcess([], 0, json.dumps(answer).encode(), b"")
+
+    monkeypatch.setattr(ssh, "run_host_code", fake)
+    monkeypatch.setattr(agent, "ensure", lambda settings: "")
+
+
+IDLE = {"mode": "jobs_and_sessions", "idle_minutes": 30, "busy": [], "stops_in": 754, "uptime": 7380, "stopping": None}
+
+
+def test_autostop_shows_each_running_hosts_countdown(ec2_world, capsys, monkeypatch):
+    calls = []
+    busy = {**IDLE, "busy": ["2 jobs", "1 interactive login"], "stops_in": None}
+    host_script_replies(monkeypatch, {"f-1": IDLE, "f-2": busy}, calls)
+    code, out, err = run_main(capsys, ["autostop"])
+    assert code == 0, err
+    assert sorted(calls) == [("f-1", ["autostop", "status"]), ("f-2", ["autostop", "status"])]
+    rows = [re.split(r" {2,}", line.strip()) for line in out.splitlines()]
+    assert rows[0] == ["HOST", "MODE", "IDLE", "UPTIME", "AUTOSTOP"]
+    assert rows[1] == ["f-1", "jobs_and_sessions", "30m", "2h03m", "stops in 12m34s"]
+    assert rows[2][-1] == "busy: 2 jobs, 1 interactive login"
+    assert "f-3 is stopped: skipped (`orch up f-3` starts it)" in err
+
+
+def test_autostop_changes_the_named_hosts_and_says_a_refusal_in_one_line(ec2_world, capsys, monkeypatch):
+    calls = []
+    host_script_replies(monkeypatch, {"f-1": {**IDLE, "mode": "off"}}, calls)
+    code, out, _ = run_main(capsys, ["autostop", "f-1", "--off", "--idle", "45"])
+    assert code == 0 and calls == [("f-1", ["autostop", "set", "--mode", "off", "--idle", "45"])]
+    assert out.splitlines()[1].split()[-1] == "off"
+    for argv, said in (
+        (["autostop", "--idle", "0"], "expected whole minutes from 1 to 10080"),
+        (["autostop", "--mode", "sometimes"], "invalid choice"),
+        (["keepalive", "f-1", "--for", "2 hours"], "invalid --for"),
+        (["keepalive", "f-1", "--for", "31d"], "longer than 30 days"),
+    ):
+        code, _out, err = run_main(capsys, argv)
+        assert code == ExitCode.USAGE and said in err, (argv, err)
+        assert_one_line_error(err)
+    host_script_replies(monkeypatch, {"f-1": "autostop idle minutes must be 1 to 10080, not 99999"}, calls)
+    code, _out, err = run_main(capsys, ["autostop", "f-1", "--idle", "45"])
+    assert code == ExitCode.UNREACHABLE and "no host answered: autostop idle minutes must be" in err
+
+
+def test_keepalive_holds_the_named_host(ec2_world, capsys, monkeypatch):
+    calls = []
+    host_script_replies(monkeypatch, {"f-2": {"keepalive_until": 1e10}}, calls)
+    code, out, err = run_main(capsys, ["keepalive", "f-2", "--for", "1h30m"])
+    assert code == 0, err
+    assert calls == [("f-2", ["keepalive", "5400"])] and "f-2: kept up for 1h30m" in out
+
+
+def test_status_shows_each_hosts_uptime_and_countdown_under_the_table(ec2_world, capsys, monkeypatch):
+    job = record("train", "RUNNING", iso(timedelta(hours=1)))
+    status_replies(
+        monkeypatch,
+        {2201: {"jobs": [job], "autostop": {**IDLE, "busy": ["1 job"]}}, 2202: {"jobs": [], "autostop": IDLE}},
+    )
+    code, out, err = run_main(capsys, ["status"])
+    assert code == 0, err
+    assert out.splitlines()[-3:] == [
+        "  f-1: running, up 2h03m, busy: 1 job",
+        "  f-2: running, up 2h03m, stops in 12m34s",
+        "  f-3: stopped (`orch up f-3` starts it)",
+    ]
+    code, out, err = run_main(capsys, ["status", "--json"])
+    hosts = json.loads(out)["hosts"]
+    assert [(h["name"], h["state"], (h["autostop"] or {}).get("busy")) for h in hosts] == [
+        ("f-1", "running", ["1 job"]),
+        ("f-2", "running", []),
+        ("f-3", "stopped", None),
+    ]

@@ -129,7 +129,7 @@ def test_iam_role_has_least_privilege(fleet):
                 "logs:DescribeLogStreams",
                 "logs:PutRetentionPolicy",
             ],
-            "Resource": [log_group, f"{log_group}:*"],
+            "Resource": [log_group, f"{log_group}:*", f"{log_group}/power", f"{log_group}/power:*"],
         },
         "OrchReadFleetParameters": {
             "Sid": "OrchReadFleetParameters",
@@ -155,9 +155,10 @@ def test_iam_role_has_least_privilege(fleet):
     assert [r["RoleName"] for r in profile["Roles"]] == [role_name]
 
 
-def test_log_group_keeps_30_days(fleet):
+def test_log_group_keeps_30_days_and_the_power_record_400(fleet):
     groups = fleet["logs"].describe_log_groups(logGroupNamePrefix=f"/orch/{fleet['name']}")["logGroups"]
-    assert [(g["logGroupName"], g.get("retentionInDays")) for g in groups] == [(f"/orch/{fleet['name']}", 30)]
+    found = sorted((g["logGroupName"], g.get("retentionInDays")) for g in groups)
+    assert found == [(f"/orch/{fleet['name']}", 30), (f"/orch/{fleet['name']}/power", 400)]
 
 
 def test_instances_have_the_configured_properties(fleet):

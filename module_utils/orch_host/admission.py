@@ -11,7 +11,7 @@ not configured) every job is admitted at once.
 import os
 import time
 
-from . import memory, records
+from . import autostop, memory, records
 from .contract import DEFAULT_RESERVATION, QUEUED, RUNNING, JobError
 
 POLL = 0.1  # seconds between a queued job's looks at the queue
@@ -84,6 +84,11 @@ def admit(name, rec, save, stopped, queue=True):
             ahead = waiting(jobs)
             if rec.get("queued") is not None:  # only those queued before this one are ahead of it
                 ahead = [r for r in ahead if (r.get("queued") or "", r.get("run_id")) < (rec["queued"], rec["run_id"])]
+            began = autostop.stopping()
+            if began is not None:  # the idle auto-stop looked last, under this lock: nothing may start now
+                raise JobError(
+                    "this host is stopping itself (idle auto-stop): start it again with `orch up`, then run the job"
+                )
             if limit is None or (not ahead and free_memory(jobs, limit) >= reservation_of(rec)):
                 rec.update(state=QUEUED, admitted=True, admitted_at=records.now_iso(precise=True))
                 save(rec)

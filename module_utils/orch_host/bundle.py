@@ -14,11 +14,14 @@ PACKAGE = "orch_host"
 FILES = (
     "__init__.py",
     "admission.py",
+    "autostop.py",
     "bundle.py",
     "contract.py",
     "control.py",
     "follow.py",
+    "idle.py",
     "memory.py",
+    "powerlog.py",
     "procs.py",
     "records.py",
     "scope.py",
@@ -42,11 +45,14 @@ def shipped_modules():
     imports; the module calls this before it installs the package, so that its payload holds every file of FILES."""
     from . import (
         admission,
+        autostop,
         bundle,
         contract,
         control,
         follow,
+        idle,
         memory,
+        powerlog,
         procs,
         records,
         scope,
@@ -55,7 +61,23 @@ def shipped_modules():
         terminal,
     )
 
-    return admission, bundle, contract, control, follow, memory, procs, records, scope, script, supervisor, terminal
+    return (
+        admission,
+        autostop,
+        bundle,
+        contract,
+        control,
+        follow,
+        idle,
+        memory,
+        powerlog,
+        procs,
+        records,
+        scope,
+        script,
+        supervisor,
+        terminal,
+    )
 
 
 def digest(files):

@@ -1,8 +1,11 @@
-"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME SPEC`.
+"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME SPEC`, and the idle
+auto-stop's `autostop check | status | set [--mode MODE] [--idle MINUTES]`, `keepalive SECONDS`, and the power
+record's `power-log start | stop`.
 
 Exit statuses: `query` 0 (an unknown NAME gives "jobs": []); `follow` the job's own exit code (see
 contract.EXIT_BY_STATE), 2 for an unknown job or an invalid name (one line on stderr), 130 when interrupted;
-`supervise` 0, or 1 with one line on stderr.
+`supervise` 0, or 1 with one line on stderr; `autostop`, `keepalive` and `power-log` print JSON and exit 0, or 1
+with one line on stderr.
 """
 
 import json
@@ -11,7 +14,55 @@ import sys
 
 from .contract import EXIT_UNKNOWN_JOB, JobError, check_name
 
-USAGE = "usage: query [NAME] | follow NAME [--tail N] | supervise NAME SPEC"
+USAGE = (
+    "usage: query [NAME] | follow NAME [--tail N] | supervise NAME SPEC"
+    " | autostop check|status|set [--mode MODE] [--idle MINUTES] | keepalive SECONDS | power-log start|stop"
+)
+
+
+def whole(value, what):
+    if not value.isdigit():
+        raise JobError(f"{what} takes a whole number, not {value!r}")
+    return int(value)
+
+
+def _emit(answer):
+    json.dump(answer, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def power(argv):
+    """`autostop ...` and `keepalive SECONDS`: the idle auto-stop's verbs (autostop.py)."""
+    from . import autostop
+
+    verb, words = argv[0], list(argv[1:])
+    if verb == "power-log" and words in (["start"], ["stop"]):
+        from .powerlog import record
+
+        _emit(record(words[0], autostop.settings(), autostop.identity))
+        return 0
+    if verb == "keepalive" and len(words) == 1:
+        _emit({"keepalive_until": autostop.keepalive(whole(words[0], "keepalive"))})
+        return 0
+    action = words.pop(0) if words else None
+    if action == "check" and not words:
+        _emit({"decided": autostop.check()})
+        return 0
+    if action == "set":
+        mode = idle = None
+        while len(words) >= 2 and words[0] in ("--mode", "--idle"):
+            flag, value = words.pop(0), words.pop(0)
+            if flag == "--mode":
+                mode = value
+            else:
+                idle = whole(value, "--idle")
+        if not words:
+            autostop.change(mode, idle)
+            action = "status"
+    if action == "status" and not words:
+        _emit(autostop.report())
+        return 0
+    raise JobError(USAGE)
 
 
 def parse(argv):
@@ -25,9 +76,7 @@ def parse(argv):
             break
         if verb == "follow" and word == "--tail" and words:
             value = words.pop(0)
-            if not value.isdigit():
-                raise JobError(f"--tail takes a whole number, not {value!r}")
-            tail = int(value)
+            tail = whole(value, "--tail")
         else:
             names.append(word)
     if (verb == "query" and len(names) <= 1) or (verb == "follow" and len(names) == 1):
@@ -40,7 +89,11 @@ def parse(argv):
 def main(argv=None):
     verb = None
     try:
-        verb, name, tail, spec = parse(sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        if argv and argv[0] in ("autostop", "keepalive", "power-log"):
+            verb = argv[0]
+            return power(argv)
+        verb, name, tail, spec = parse(argv)
         if name is not None:
             check_name(name)
         if verb == "query":
@@ -50,10 +103,12 @@ def main(argv=None):
 
             facts, jobs = query_jobs(name)
             reply = {"host": facts.host, "boot_id": facts.boot_id, "jobs": jobs}
-            if name is None:  # the whole host: its memory too (`orch hosts`)
+            if name is None:  # the whole host: its memory and its auto-stop too (`orch hosts`, `orch status`)
+                from .autostop import brief
+
                 reply["memory"] = host_memory(jobs, helper_missing() or "enforced")
-            json.dump(reply, sys.stdout)
-            sys.stdout.write("\n")
+                reply["autostop"] = brief(facts)
+            _emit(reply)
             return 0
         if verb == "follow":
             from .follow import follow

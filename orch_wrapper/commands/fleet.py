@@ -9,7 +9,7 @@ from dataclasses import asdict
 from .. import ui
 from ..config import Settings
 from ..errors import ExitCode
-from ..model import HostMemory
+from ..model import HostIdle, HostMemory
 from ..transport import agent, inventory, runner, ssh
 from . import shared
 
@@ -20,6 +20,7 @@ def hosts(settings: Settings, *, as_json: bool, refresh: bool) -> int:
     found = inventory.require(settings, refresh=refresh)
     running = [h for h in found if h.usable]
     memory: dict[str, HostMemory | None] = {}
+    idle: dict[str, HostIdle | None] = {}
     errors: dict[str, str] = {}
     if running:
         shared.load_key(settings)
@@ -27,6 +28,7 @@ def hosts(settings: Settings, *, as_json: bool, refresh: bool) -> int:
             if reply.data is None:
                 errors[reply.host.name] = reply.error or "no reply"
             memory[reply.host.name] = HostMemory.from_reply(reply.data)
+            idle[reply.host.name] = HostIdle.from_reply(reply.data)
     if as_json:
         rows = [
             {
@@ -34,13 +36,14 @@ def hosts(settings: Settings, *, as_json: bool, refresh: bool) -> int:
                 "ssh_common_args": list(h.ssh_common_args),
                 "address": h.address,
                 **asdict(memory.get(h.name) or HostMemory()),
+                "autostop": i.as_json() if (i := idle.get(h.name)) else None,
             }
             for h in found
         ]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        ui.print_hosts(found, memory)
+        ui.print_hosts(found, memory, idle)
     for name, mem in memory.items():
         if mem is not None and mem.memory_caps not in (None, "enforced"):
             ui.warn(f"{name} cannot hold --mem caps: {mem.memory_caps}")

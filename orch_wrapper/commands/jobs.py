@@ -13,7 +13,7 @@ from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..model import Host, HostMemory, Job, RunResult
 from ..transport import inventory, runner
-from . import shared
+from . import instances, seen, shared
 from .spec import build_spec, encode_spec, validate_name
 
 # --- placement: --host, else by memory (where the job fits now, else where it starts soonest) -----------------------
@@ -35,7 +35,7 @@ def _pick_host(
             return target
     elif len(hosts) == 1:
         return hosts[0]  # the module refuses a duplicate running name itself, under its lock
-    jobs, errors, memory = shared.query_fleet(settings, hosts)
+    jobs, errors, memory, _idle = shared.query_fleet(settings, hosts)
     shared.report_unreachable(errors)
     same = [j for j in jobs if j.name == name]
     for job in same:
@@ -114,6 +114,23 @@ def name_queue(host: str, ahead: int) -> str:
     return f"queued on {host}, where {ahead} job(s) wait before it" if ahead else f"queued on {host}, first in line"
 
 
+def _hosts_for_a_run(settings: Settings, wanted: str | None) -> list[Host]:
+    """The running hosts a job may go to. A fleet with none running, or a stopped --host, gets that host started
+    first (the first stopped one by name without --host), so `orch run` works on a fleet that stopped itself."""
+    fleet = inventory.require(settings)
+    named = inventory.find(fleet, wanted) if wanted is not None else None
+    if named is not None and named.usable or named is None and any(h.usable for h in fleet):
+        return shared.usable_hosts(settings)
+    stopped = [h for h in fleet if h.state == "stopped" and (named is None or h.name == named.name)]
+    if not stopped:
+        return shared.usable_hosts(settings)  # pending or stopping: says so
+    chosen = stopped[0]
+    why = f"{chosen.name} is stopped" if named is not None else f"no host of fleet {settings.fleet} is running"
+    print(f"orch: {why}: starting {chosen.name} for the job", file=sys.stderr)
+    instances.start_hosts(settings, [chosen], lambda line: print(f"  {line}", file=sys.stderr))
+    return shared.usable_hosts(settings)
+
+
 def _job_from(result: RunResult, host: str) -> dict[str, Any]:
     found = result.results(host, "job")
     return found[-1] if found and isinstance(found[-1], dict) else {}
@@ -143,7 +160,7 @@ def run(
     queue: bool = True,
 ) -> int:
     spec = build_spec(name, command, cwd, env, secrets, mem, tty, queue)
-    hosts = shared.usable_hosts(settings)
+    hosts = _hosts_for_a_run(settings, host)
     reservation = contract.memory_size(spec["memory_max"])[0] if spec.get("memory_max") else None
     target = _pick_host(settings, hosts, spec["name"], host, reservation, queue)
     agent_error = shared.load_key(settings)
@@ -157,6 +174,8 @@ def run(
         raise agent_error
     result.check()
     record = _job_from(result, target.name)
+    if record:
+        seen.update(settings, [Job.from_record(target.name, record)], {target.name}, name)
     state = record.get("state", "RUNNING")
     queued = ""
     if state == "QUEUED":

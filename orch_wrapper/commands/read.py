@@ -25,14 +25,19 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         validate_name(name)
     hosts = shared.usable_hosts(settings)
     timings.mark("fleet")
-    jobs, errors = shared.query_all(settings, hosts, name)
+    jobs, errors, _memory, idle = shared.query_fleet(settings, hosts, name)
     now = datetime.now(timezone.utc)
     if name is not None:
         jobs = [j for j in jobs if j.name == name]
     elif not show_all:
         jobs = [j for j in jobs if shown_by_default(j, now)]
+    fleet = inventory.load(settings) if name is None else []  # the whole fleet: stopped hosts too
     if as_json:
-        json.dump({"jobs": [asdict(j) for j in jobs], "unreachable": errors}, sys.stdout, indent=2)
+        hosts_json = [
+            {"name": h.name, "state": h.state, "autostop": i.as_json() if (i := idle.get(h.name)) else None}
+            for h in fleet
+        ]
+        json.dump({"jobs": [asdict(j) for j in jobs], "unreachable": errors, "hosts": hosts_json}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif jobs:
         ui.print_jobs(jobs, now)
@@ -40,6 +45,9 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
             for job in jobs:
                 for line in [ui.mode_text(job), *ui.memory_lines(job)]:
                     print("  " + line)
+    if not as_json and jobs and fleet:  # under the table, indented like its detail lines
+        for host in fleet:
+            print("  " + ui.host_line(host, idle.get(host.name)))
     timings.mark("rendering")
     for job in jobs:
         if job.error:
@@ -65,6 +73,7 @@ def logs(settings: Settings, *, name: str, follow: bool, tail: int | None, plain
     validate_name(name)
     hosts = shared.usable_hosts(settings)
     if len(hosts) == 1:
+        shared.not_on_a_stopped_host(settings, name)  # local: the fleet cache and where the job was last seen
         host = hosts[0]
         shared.load_key(settings)
     else:

@@ -7,6 +7,7 @@ import sys
 
 from orch_host import contract
 
+from .. import ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 
@@ -60,4 +61,6 @@ def sandbox(settings: Settings, *, action: str, hosts: int, memory: str | None =
     print(f"sandbox is up: AWS at {report['endpoint']}")
     for name in report["containers"]:
         print(f"  host container {name}")
+    if not report["hypervisor"]:  # containers no longer follow EC2: orch up/down would change moto alone
+        ui.warn("the sandbox's hypervisor is not running: `orch sandbox down`, then up again")
     return ExitCode.OK

@@ -36,6 +36,25 @@ def validate_command(command: str) -> str:
     return command
 
 
+DURATION_RE = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+DURATION_RULE = "a duration such as 90s, 45m, 2h or 1h30m (days d, hours h, minutes m, seconds s), at most 30d"
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: str, flag: str) -> int:
+    """VALUE (e.g. 1h30m) in whole seconds; a usage error that names FLAG and the accepted forms."""
+    match = DURATION_RE.fullmatch(value.strip().lower())
+    if value.strip() == "0":
+        return 0
+    if not value.strip() or match is None or not any(match.groups()):
+        raise _usage(f"invalid {flag} {json.dumps(value)}", hint=DURATION_RULE)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if total > MAX_DURATION:
+        raise _usage(f"{flag} {value} is longer than 30 days", hint=DURATION_RULE)
+    return total
+
+
 def validate_cwd(cwd: str | None) -> str | None:
     if cwd is None:
         return None

@@ -1,9 +1,9 @@
 """The sandbox: AWS as a moto server on 127.0.0.1 and EC2 hosts as podman containers, driven by the real playbooks.
 
 `up` runs the real provisioning playbook against moto, starts one systemd container per instance it created,
-records each container's SSH endpoint on its instance (tags the dynamic inventory composes from) and runs the real
-configure playbook over SSH through that inventory: every host has answered Ansible when `up` returns.
-`down` removes all of it.
+records each container's SSH endpoint on its instance (tags the dynamic inventory composes from), starts the
+hypervisor (containers follow their instances' EC2 state from then on) and runs the real configure playbook over
+SSH through that inventory: every host has answered Ansible when `up` returns. `down` removes all of it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from orch_host import contract
 from ..config import Settings
 from ..errors import ExitCode, OrchError
 from ..transport import agent, aws, inventory, runner
-from . import moto_server, podman
+from . import hypervisor, moto_server, podman
 
 FLEET = "sandbox"
 LABEL = "orch-sandbox"
@@ -107,7 +107,7 @@ def up(
         ssm = aws.client(settings, "ssm")
         public_key = _public_key(ssm, FLEET)
         host_env = {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": settings.region}
-        ports = []
+        ports, containers = [], {}
         limits = list(memory or [])
         for index, instance in enumerate(_instances(ec2)):
             limit = limits[index] if index < len(limits) else None
@@ -124,10 +124,12 @@ def up(
                 Tags=[{"Key": "orch-ssh-host", "Value": "127.0.0.1"}, {"Key": "orch-ssh-port", "Value": str(port)}],
             )
             ports.append(port)
+            containers[instance["InstanceId"]] = container_name(settings.home, name)
             (state / "ports.json").write_text(json.dumps(ports))
         for port in ports:
             podman.wait_ssh(port)
         (state / "env.json").write_text(json.dumps(env))
+        hypervisor.start(state, containers)  # from here on, containers follow their instances' EC2 state
         # The endpoint tags are new since provisioning cached the inventory: read it afresh (and cache that).
         inventory.load(settings, refresh=True)
         if configure:
@@ -172,6 +174,7 @@ def down(settings: Settings, quiet: bool = False) -> bool:
             return False
         raise OrchError("the sandbox is not up", hint="run `orch sandbox up`", exit_code=ExitCode.USAGE)
     ports = _ports(state)
+    hypervisor.stop(state)  # first: it must not start a container again while they go
     if names:
         podman.podman("rm", "-f", "-t", "0", *names)
     moto_server.stop(state)
@@ -201,4 +204,9 @@ def _stop_ssh_helpers(settings: Settings, ports: list[int]) -> None:
 def status(settings: Settings) -> dict:
     env = environment(settings.home)
     endpoint = (env or {}).get("AWS_ENDPOINT_URL")
-    return {"up": env is not None, "endpoint": endpoint, "containers": containers(settings.home)}
+    return {
+        "up": env is not None,
+        "endpoint": endpoint,
+        "containers": containers(settings.home),
+        "hypervisor": hypervisor.running(state_dir(settings.home)),
+    }

@@ -7,9 +7,7 @@ port file in the state directory: `endpoint()` and `stop()` find it from there. 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -17,29 +15,14 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import OrchError
+from . import detached
 
 HOST = "127.0.0.1"
 PID_FILE = "moto.pid"
 PORT_FILE = "moto.port"
 LOG_FILE = "moto.log"
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_moto(pid: int) -> bool:
-    """True if `pid` lives and is a moto server (a recycled pid belonging to something else is not ours to signal)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"moto.server" in cmdline
+MARKER = b"moto.server"  # in the server's command line: `python -m moto.server`
 
 
 def _answers(url: str) -> bool:
@@ -66,9 +49,9 @@ def _clear(state_dir: Path) -> None:
 def endpoint(state_dir: Path) -> str | None:
     """The endpoint URL of the moto server recorded in `state_dir`, or None when none is running."""
     state_dir = Path(state_dir)
-    pid = _read_int(state_dir / PID_FILE)
-    port = _read_int(state_dir / PORT_FILE)
-    if pid is None or port is None or not _is_moto(pid):
+    pid = detached.read_int(state_dir / PID_FILE)
+    port = detached.read_int(state_dir / PORT_FILE)
+    if pid is None or port is None or not detached.runs(pid, MARKER):
         return None
     return f"http://{HOST}:{port}"
 
@@ -86,16 +69,9 @@ def start(state_dir: Path) -> str:
     for _attempt in range(3):  # another process may take the free port between probing and binding it
         port = _free_port()
         url = f"http://{HOST}:{port}"
-        with open(state_dir / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-            )
+        proc = detached.spawn(
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)], state_dir / LOG_FILE, env
+        )
         (state_dir / PID_FILE).write_text(f"{proc.pid}\n")
         (state_dir / PORT_FILE).write_text(f"{port}\n")
         deadline = time.monotonic() + START_TIMEOUT
@@ -106,7 +82,7 @@ def start(state_dir: Path) -> str:
                 return url
             time.sleep(0.2)
         if proc.poll() is None:  # alive but silent past the deadline: give up on it
-            _terminate(proc.pid)
+            detached.terminate(proc.pid, MARKER)
         _clear(state_dir)
     raise OrchError(
         "moto server did not start",
@@ -114,34 +90,13 @@ def start(state_dir: Path) -> str:
     )
 
 
-def _terminate(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            finished, _status = os.waitpid(pid, os.WNOHANG)  # our child: reap it
-        except ChildProcessError:
-            finished = pid if not _is_moto(pid) else 0
-        if finished:
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
-
-
 def stop(state_dir: Path) -> bool:
     """Stop the moto server recorded in `state_dir`; False when none was running. Leaves no pid or port file."""
     state_dir = Path(state_dir)
-    pid = _read_int(state_dir / PID_FILE)
+    pid = detached.read_int(state_dir / PID_FILE)
     stopped = False
-    if pid is not None and _is_moto(pid):
-        _terminate(pid)
+    if pid is not None and detached.runs(pid, MARKER):
+        detached.terminate(pid, MARKER)
         stopped = True
     _clear(state_dir)
     return stopped

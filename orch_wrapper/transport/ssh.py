@@ -98,6 +98,26 @@ def run_host_code(
     return subprocess.run(argv(settings, host, remote), input=source, capture_output=True, timeout=timeout, check=False)
 
 
+def call_json(settings: Settings, host: Host, script_args: Sequence[str]) -> HostReply:
+    """The host script's JSON answer to SCRIPT_ARGS, or why there is none (ssh failed, no answer, its one-line
+    error)."""
+    try:
+        proc = run_host_code(settings, host, script_args)
+    except subprocess.TimeoutExpired:
+        return HostReply(host, None, f"no answer within {QUERY_TIMEOUT} s")
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    if proc.returncode == 255:
+        return HostReply(host, None, lines[-1] if lines else "ssh failed")
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        said = lines[-1].removeprefix("orch: ") if lines else "no output"
+        return HostReply(host, None, said if proc.returncode == 1 else f"bad reply (exit {proc.returncode}): {said}")
+    if not isinstance(data, dict):
+        return HostReply(host, None, "bad reply: not a JSON object")
+    return HostReply(host, data, None)
+
+
 def _query_one(settings: Settings, host: Host, name: str | None) -> HostReply:
     try:
         proc = run_host_code(settings, host, ["query", *([name] if name else [])])
@@ -116,6 +136,17 @@ def _query_one(settings: Settings, host: Host, name: str | None) -> HostReply:
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         return HostReply(host, None, "bad reply: no jobs list")
     return HostReply(host, data, None)
+
+
+def each(settings: Settings, hosts: Iterable[Host], script_args: Sequence[str]) -> list[HostReply]:
+    """call_json on every host in parallel; replies in the hosts' order."""
+    hosts = list(hosts)
+    if len(hosts) == 1:
+        return [call_json(settings, hosts[0], script_args)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        return list(pool.map(lambda h: call_json(settings, h, script_args), hosts))
 
 
 def query(settings: Settings, hosts: Iterable[Host], name: str | None = None) -> list[HostReply]:

@@ -61,6 +61,7 @@ def test_a_host_restart_turns_a_running_job_into_lost(env, capfd, home):
     assert main(["hosts", "--json"]) == 0
     (host,) = json.loads(capfd.readouterr().out)
     assert host["memory_reserved"] == 0  # the lost runs, queued or running, hold nothing
+    assert host["memory_allocatable"] == 4 << 30  # orch.slice is up again at boot, before any job: admission holds
     assert main(["run", "after-reboot", "--mem", "4G", "true"]) == 0  # all of orch.slice is free again
 
 
