@@ -54,6 +54,12 @@ def _jobs() -> ModuleType:
     return jobs
 
 
+def _cost() -> ModuleType:
+    from .commands import cost
+
+    return cost
+
+
 def _power() -> ModuleType:
     from .commands import power
 
@@ -147,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hosts", metavar="HOST", nargs="+", help="the hosts to keep up")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 90s, 45m, 2h, 1h30m; 0 ends")
     p.set_defaults(func=_verb(_power, "keepalive"))
+
+    p = verbs.add_parser(
+        "cost", help="what the fleet cost in a month, an estimate (hours from the hosts' power record)"
+    )
+    p.add_argument("--month", metavar="YYYY-MM", help="the month (default: this one, so far)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    p.set_defaults(func=_verb(_cost, "cost"))
 
     p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
     p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")

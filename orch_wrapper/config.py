@@ -110,3 +110,42 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             )
     aws_env = {name: env[name] for name in AWS_CHILD_VARIABLES if env.get(name)}
     return Settings(home=home, fleet=fleet, region=region, endpoint=endpoint, aws_env=aws_env)
+
+
+# The price table of `orch cost`: USD per hour by instance type and plan, and per GB-month of gp3 storage. The
+# defaults are the design document's (t3.2xlarge ~$0.33/h on-demand, ~$0.21 reserved 1 yr, ~$0.10 spot) and gp3 in
+# ap-northeast-1. ORCH_HOME/prices.json overrides any part, e.g. {"hourly": {"m7g.2xlarge": {"on-demand": 0.41}}}.
+DEFAULT_PRICES: dict = {
+    "plan": "on-demand",  # of an instance without an orch-plan tag (spot instances are known as such)
+    "hourly": {"t3.2xlarge": {"on-demand": 0.33, "reserved": 0.21, "spot": 0.10}},
+    "gp3_gb_month": 0.096,
+}
+PRICES_FILE = "prices.json"
+
+
+def prices(settings: Settings) -> dict:
+    """The price table: the defaults, with ORCH_HOME/prices.json over them; "source" says which was used."""
+    import copy
+
+    table = copy.deepcopy(DEFAULT_PRICES)
+    path = settings.home / PRICES_FILE
+    if not path.exists():
+        return {**table, "source": "orch's default prices (the design document's list prices)"}
+    try:
+        given = json.loads(path.read_text())
+        if not isinstance(given, dict) or not set(given) <= set(table):
+            raise ValueError(f"keys must be among {', '.join(table)}")
+        for kind, plans in (given.get("hourly") or {}).items():
+            if not isinstance(plans, dict) or not all(isinstance(v, (int, float)) for v in plans.values()):
+                raise ValueError(f"hourly.{kind} must map plans to USD per hour")
+            table["hourly"].setdefault(kind, {}).update(plans)
+        for key in ("plan", "gp3_gb_month"):
+            if key in given:
+                table[key] = given[key]
+        if not isinstance(table["gp3_gb_month"], (int, float)) or not isinstance(table["plan"], str):
+            raise ValueError("gp3_gb_month must be a number, plan a string")
+    except (OSError, ValueError) as exc:
+        raise OrchError(
+            f"{path} is not a valid price table: {exc}", hint="fix or remove it", exit_code=ExitCode.CONFIG
+        ) from None
+    return {**table, "source": f"prices from {path}"}

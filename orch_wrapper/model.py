@@ -72,16 +72,12 @@ class HostMemory:
         if not isinstance(memory, dict):
             return None
 
-        def size(key: str) -> int | None:
-            value = memory.get(key)
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-
         caps = memory.get("memory_caps")
         return cls(
-            memory_total=size("memory_total"),
-            memory_allocatable=size("memory_allocatable"),
-            memory_reserved=size("memory_reserved"),
-            memory_used=size("memory_used"),
+            memory_total=_bytes(memory.get("memory_total")),
+            memory_allocatable=_bytes(memory.get("memory_allocatable")),
+            memory_reserved=_bytes(memory.get("memory_reserved")),
+            memory_used=_bytes(memory.get("memory_used")),
             memory_caps=caps if isinstance(caps, str) else None,
         )
 
@@ -92,6 +88,11 @@ class HostMemory:
 def _bytes(value: Any) -> int | None:
     """An int the host wrote, or None (a bool or anything else is not one)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds (or a time, in seconds since the epoch) the host wrote, or None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -111,19 +112,14 @@ class HostIdle:
         if not isinstance(idle, dict):
             return None
 
-        def number(key: str) -> float | None:
-            value = idle.get(key)
-            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
         busy = idle.get("busy")
-        minutes = idle.get("idle_minutes")
         return cls(
             mode=idle.get("mode") if isinstance(idle.get("mode"), str) else None,
-            idle_minutes=minutes if isinstance(minutes, int) and not isinstance(minutes, bool) else None,
+            idle_minutes=_bytes(idle.get("idle_minutes")),
             busy=tuple(str(b) for b in busy) if isinstance(busy, list) else (),
-            stops_in=number("stops_in"),
-            stopping=number("stopping"),
-            uptime=number("uptime"),
+            stops_in=_seconds(idle.get("stops_in")),
+            stopping=_seconds(idle.get("stopping")),
+            uptime=_seconds(idle.get("uptime")),
         )
 
     def as_json(self) -> dict[str, Any]:

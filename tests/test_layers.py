@@ -29,7 +29,9 @@ LAYERS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors", "orch_wrapper.timings")),
 )
 # The verb modules: they share commands/shared.py and commands/spec.py, never each other's internals.
-VERBS = tuple(f"orch_wrapper.commands.{name}" for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power"))
+VERBS = tuple(
+    f"orch_wrapper.commands.{name}" for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power", "cost")
+)
 # Libraries that one module alone adapts.
 SOLE_IMPORTERS = {
     "ansible_runner": "orch_wrapper.transport.runner",

@@ -3,9 +3,12 @@ come from Settings, passed explicitly."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from ..config import Settings
+from ..errors import ExitCode, OrchError, no_credentials
 
 
 def session(settings: Settings) -> Any:
@@ -36,3 +39,25 @@ def known_regions(service: str = "ec2") -> set[str]:
     for partition in ("aws-cn", "aws-us-gov"):
         regions |= set(boto3.session.Session().get_available_regions(service, partition_name=partition))
     return regions
+
+
+@contextlib.contextmanager
+def answering(what: str) -> Iterator[None]:
+    """botocore's failures while reading WHAT, as one-line OrchErrors that say what to do."""
+    import botocore.exceptions
+
+    try:
+        yield
+    except botocore.exceptions.NoCredentialsError:
+        raise no_credentials() from None
+    except botocore.exceptions.EndpointConnectionError:
+        raise OrchError(
+            "cannot reach the AWS endpoint",
+            hint="check AWS_ENDPOINT_URL and the network",
+            exit_code=ExitCode.UNREACHABLE,
+        ) from None
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise OrchError(f"AWS refused to give {what}: {code}", hint="check the credentials' IAM permissions") from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise OrchError(f"cannot read {what}: {exc}", hint="run `orch doctor`") from None

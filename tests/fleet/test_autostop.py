@@ -14,7 +14,7 @@ from e2e.conftest import host_sh, orch
 from fleet.conftest import container_running, instance_state, wait_container
 from orch_wrapper import config
 from orch_wrapper.cli import main
-from orch_wrapper.transport import inventory, ssh
+from orch_wrapper.transport import aws, inventory, ssh
 
 
 def autostop(capfd, *args: str) -> dict[str, dict]:
@@ -32,6 +32,15 @@ def session(host: str, command: str, tty: bool) -> subprocess.Popen:
         argv[1:1] = ["-t"]  # -tt: a terminal even though this test's stdin is none
     argv[1:1] = ["-S", "none"]  # a connection of its own
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def power_events(host: str) -> list[dict]:
+    """HOST's power record in the fleet's power log group, oldest first."""
+    settings = config.load()
+    instance = next(h for h in inventory.load(settings) if h.name == host).instance_id
+    logs = aws.client(settings, "logs")
+    found = logs.get_log_events(logGroupName="/orch/sandbox/power", logStreamName=instance, startFromHead=True)
+    return [json.loads(e["message"]) for e in found["events"]]
 
 
 def busy(capfd, host: str) -> list[str]:
@@ -92,6 +101,14 @@ def test_an_idle_host_stops_itself_whatever_status_calls_and_ansible_runs_do(env
         assert orch("up", host).returncode == 0
         logged = [json.loads(line) for line in host_sh("cat ~/.orch/autostop.log", host=host).splitlines()]
         assert [(e["event"], e["reason"]) for e in logged if e["event"] == "stop"] == [("stop", "idle 1 min")]
+        # the power record in CloudWatch, as the host wrote it: configure's start, the idle stop, the boot after up
+        power = [(e["event"], e["reason"]) for e in power_events(host)]
+        assert power[-3:] == [("start", "boot"), ("stop", "idle 1 min"), ("start", "boot")], power
+        capfd.readouterr()
+        assert main(["cost", "--json"]) == 0
+        hosts = {h["host"]: h for h in json.loads(capfd.readouterr().out)["hosts"]}
+        assert hosts[host]["hours_from"] == "power record" and hosts[host]["stopped_hours"] > 0, hosts[host]
+        assert all(h["hours_from"] == "power record" for h in hosts.values()), hosts
     finally:
         if container_running(home, host):
             autostop(capfd, host, "--idle", "30")
