@@ -23,9 +23,10 @@ description:
     directory; then O(env), then O(secrets), then C(ORCH_JOB=NAME) and C(ORCH_RUN_ID). Its record and log are
     under that C($HOME).
   - Job states are C(RUNNING), C(SUCCEEDED), C(FAILED), C(KILLED) (stopped by orch), C(OOM) (killed by its memory
-    cap), C(LOST) (the supervisor vanished without an exit record, for example after a host reboot or when the
-    tmux session was killed) and C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the
-    supervisor process is alive on the current boot.
+    cap), C(INTERRUPTED) (ended, with its grace, by the host's spot interruption notice), C(LOST) (the supervisor
+    vanished without an exit record, for example after a host reboot or when the tmux session was killed) and
+    C(UNKNOWN) (its record cannot be read). C(RUNNING) is only reported while the supervisor process is alive on the
+    current boot.
   - The work is done by orch's host package (module_utils C(orch_host)); the module installs that package as
     C(~/.orch/lib/<hash>/orch_host/) on the host, where the supervisors run from and the CLI's read paths
     (C(query), C(follow NAME)) import it.
@@ -115,7 +116,7 @@ notes:
   - "The installed package is also a script: C(query [NAME]) prints C({host, boot_id, jobs}) as JSON;
     C(follow NAME [--tail N]) prints the last N lines (10), streams the log across copytruncate and rename
     rotation until the job is no longer running, and exits with the job's exit code (SUCCEEDED 0, FAILED its
-    code, KILLED and OOM 137, FAILED by a signal and LOST 1, unknown job 2)."
+    code, KILLED and OOM 137, INTERRUPTED 143, FAILED by a signal and LOST 1, unknown job 2)."
   - A memory cap on a cgroup v1 host is only enforced for root (system scope); user scopes need cgroup v2.
   - O(state=started) waits until the supervisor has recorded the job (well under a second) and returns that record.
     It fails at once, naming the disk, when the disk holding C(~/logs/NAME) or C(~/.orch/run) has less than 1 MiB free,

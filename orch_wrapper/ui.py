@@ -28,6 +28,7 @@ STATE_COLOURS = {
     "FAILED": "31",
     "OOM": "1;31",
     "KILLED": "33",
+    "INTERRUPTED": "33",
     "LOST": "35",
 }
 

@@ -181,6 +181,7 @@ def test_instances_have_the_configured_properties(fleet):
             "orch-fleet": name,
             "orch-access": "public",
             "orch-user": "ec2-user",
+            "orch-plan": "on-demand",
         }
         (mapping,) = instance["BlockDeviceMappings"]
         assert mapping["DeviceName"] == instance["RootDeviceName"]
@@ -339,3 +340,29 @@ def test_lowering_the_count_terminates_the_surplus_and_keeps_foreign_tags(fleet)
         "orch-ssh-host": "127.0.0.1",
         "orch-ssh-port": "2201",
     }
+
+
+def test_spot_market_launches_through_a_persistent_stop_on_interruption_template(moto, make_aws_env, tmp_path):
+    """orch_market spot: the instance comes from the fleet's launch template, whose market options make a persistent
+    spot request that stops (never terminates) on interruption; tag orch-plan says spot to the inventory and cost."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    env = make_aws_env(moto, tmp_path / "home", ORCH_FLEET=name)
+    result = provision(env, {"orch_market": "spot"})
+    assert result.returncode == 0, result.stdout[-3000:]
+    aws = clients(moto)
+    versions = aws["ec2"].describe_launch_template_versions(LaunchTemplateName=f"orch-{name}-spot")
+    (version,) = versions["LaunchTemplateVersions"]
+    assert version["LaunchTemplateData"]["InstanceMarketOptions"] == {
+        "MarketType": "spot",
+        "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"},
+    }
+    (instance,) = instances(aws["ec2"], name)
+    assert tags(instance)["orch-plan"] == "spot"
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 as on-demand: the spot watch reads it
+    again = provision(env, {"orch_market": "spot"})
+    assert again.returncode == 0 and [i["InstanceId"] for i in instances(aws["ec2"], name)] == [instance["InstanceId"]]
+
+
+def test_an_unknown_market_is_refused(aws_env, fleet_name):
+    result = provision({**aws_env, "ORCH_FLEET": fleet_name}, {"orch_market": "reserved"}, inventory="localhost,")
+    assert result.returncode != 0 and "orch_market 'reserved' is not one of on-demand, spot" in fatal_msg(result)

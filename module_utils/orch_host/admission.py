@@ -11,7 +11,7 @@ not configured) every job is admitted at once.
 import os
 import time
 
-from . import autostop, memory, records
+from . import autostop, memory, records, spot
 from .contract import DEFAULT_RESERVATION, QUEUED, RUNNING, JobError
 
 POLL = 0.1  # seconds between a queued job's looks at the queue
@@ -89,7 +89,15 @@ def admit(name, rec, save, stopped, queue=True):
                 raise JobError(
                     "this host is stopping itself (idle auto-stop): start it again with `orch up`, then run the job"
                 )
-            if limit is None or (not ahead and free_memory(jobs, limit) >= reservation_of(rec)):
+            # the spot watch records its notice under this lock, then ends the jobs it lists: a new job is refused,
+            # one already waiting waits on until the watch ends it (INTERRUPTED, as it never started)
+            reclaimed = spot.interrupting()
+            if reclaimed is not None and rec.get("queued") is None:
+                raise JobError(
+                    "this spot host is being reclaimed by EC2 (interruption notice: {} at {}): run the job on another"
+                    " host (orch run --host), or later here".format(reclaimed.get("action"), reclaimed.get("time"))
+                )
+            if reclaimed is None and (limit is None or (not ahead and free_memory(jobs, limit) >= reservation_of(rec))):
                 rec.update(state=QUEUED, admitted=True, admitted_at=records.now_iso(precise=True))
                 save(rec)
                 return True

@@ -19,6 +19,7 @@ import time
 
 from . import idle, records
 from .contract import JobError
+from .metadata import identity
 
 SYSTEM_SETTINGS = "/etc/orch/autostop.json"  # the role's; tests/host point SETTINGS_ENV at their own
 SETTINGS_ENV = "ORCH_AUTOSTOP_SETTINGS"
@@ -30,7 +31,6 @@ DEFAULTS = {
     "metadata": "imds",
     "power_log_group": "",  # CloudWatch Logs group of the fleet's power record (powerlog.py); "" for none
 }
-IMDS_HOST = "169.254.169.254"  # EC2's instance metadata service (IMDSv2: a token first)
 MAX_IDLE_MINUTES = 7 * 24 * 60
 
 
@@ -50,7 +50,7 @@ def log_file():
     return records.orch_dir("autostop.log")
 
 
-def _load(path):
+def read_json(path):
     try:
         with open(path) as f:
             data = json.load(f)
@@ -62,7 +62,7 @@ def _load(path):
 def settings():
     """The defaults, the role's file over them, the user's over that; values of the wrong kind are ignored."""
     merged = dict(DEFAULTS)
-    for layer in (_load(system_settings_file()), _load(user_settings_file())):
+    for layer in (read_json(system_settings_file()), read_json(user_settings_file())):
         for key, value in layer.items():
             if key in DEFAULTS and isinstance(value, type(DEFAULTS[key])) and not isinstance(value, bool):
                 merged[key] = value
@@ -77,14 +77,14 @@ def change(mode=None, idle_minutes=None):
         raise JobError(f"autostop mode {mode!r} is not one of {', '.join(idle.MODES)}")
     if idle_minutes is not None and not 1 <= idle_minutes <= MAX_IDLE_MINUTES:
         raise JobError(f"autostop idle minutes must be 1 to {MAX_IDLE_MINUTES}, not {idle_minutes}")
-    mine = _load(user_settings_file())
+    mine = read_json(user_settings_file())
     if mode is not None:
         mine["mode"] = mode
     if idle_minutes is not None:
         mine["idle_minutes"] = idle_minutes
     records.ensure_dir(records.orch_dir())
     records.write_atomic(user_settings_file(), (json.dumps(mine) + "\n").encode())
-    state = _load(state_file())
+    state = read_json(state_file())
     state["idle_since"] = None  # a new setting counts from now
     records.write_atomic(state_file(), (json.dumps(state) + "\n").encode())
 
@@ -104,7 +104,7 @@ def boot_key(facts=None):
 
 def stopping(facts=None):
     """When this boot of the host began stopping itself (seconds since the epoch), else None."""
-    state = _load(state_file())
+    state = read_json(state_file())
     if state.get("stopping") and state.get("boot") == boot_key(facts):
         return state["stopping"]
     return None
@@ -134,7 +134,7 @@ def report(now=None):
     conf = settings()
     facts, jobs = records.query_jobs()
     busy = idle.busy_reasons(conf["mode"], jobs, now)
-    state = _load(state_file())
+    state = read_json(state_file())
     since = state.get("idle_since") if state.get("boot") == boot_key(facts) else None
     return _summary(conf, facts, busy, since if since is not None else now, now, state.get("checked"))
 
@@ -145,48 +145,20 @@ def brief(facts, now=None):
     if not os.path.exists(system_settings_file()):
         return None
     now = time.time() if now is None else now
-    state = _load(state_file())
+    state = read_json(state_file())
     if state.get("boot") != boot_key(facts):
         state = {}
     busy = state.get("busy") if isinstance(state.get("busy"), list) else []
     return _summary(settings(), facts, busy, state.get("idle_since"), now, state.get("checked"))
 
 
-def _log(event, **fields):
+def log(event, **fields):
     line = json.dumps({"at": records.now_iso(), "event": event, **fields})
     try:
         with open(log_file(), "a") as f:
             f.write(line + "\n")
     except OSError:
         pass
-
-
-def identity(source):
-    """(instance id, region) from SOURCE: "imds" (IMDSv2 on EC2) or a folder holding IMDS's paths as files."""
-    if source != "imds":
-
-        def read(path):
-            with open(os.path.join(source, path)) as f:
-                return f.read().strip()
-
-        return read("meta-data/instance-id"), read("meta-data/placement/region")
-    import http.client  # stdlib: the host package needs nothing else
-
-    def ask(method, path, headers):
-        conn = http.client.HTTPConnection(IMDS_HOST, timeout=5)
-        try:
-            conn.request(method, f"/latest/{path}", headers=headers)
-            reply = conn.getresponse()
-            body = reply.read().decode().strip()
-        finally:
-            conn.close()
-        if reply.status != 200:
-            raise OSError(f"instance metadata {path}: HTTP {reply.status}")
-        return body
-
-    token = ask("PUT", "api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-    auth = {"X-aws-ec2-metadata-token": token}
-    return ask("GET", "meta-data/instance-id", auth), ask("GET", "meta-data/placement/region", auth)
 
 
 def stop_instance(instance, region):
@@ -203,11 +175,11 @@ def pre_stop(command, timeout):
         return
     try:
         done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=timeout, check=False)
-        _log("pre-stop", exit_code=done.returncode, output=(done.stdout + done.stderr)[-2000:].decode(errors="replace"))
+        log("pre-stop", exit_code=done.returncode, output=(done.stdout + done.stderr)[-2000:].decode(errors="replace"))
     except subprocess.TimeoutExpired:
-        _log("pre-stop", timed_out=timeout)
+        log("pre-stop", timed_out=timeout)
     except OSError as exc:
-        _log("pre-stop", error=str(exc))
+        log("pre-stop", error=str(exc))
 
 
 def check(now=None):
@@ -221,7 +193,7 @@ def check(now=None):
     conf = settings()
     facts, jobs = records.query_jobs()
     key = boot_key(facts)
-    state = _load(state_file())
+    state = read_json(state_file())
     if state.get("boot") != key:  # a new boot: whatever the last one counted is gone
         state = {"boot": key}
     busy = idle.busy_reasons(conf["mode"], jobs, now)
@@ -251,9 +223,9 @@ def check(now=None):
             leave_reason(reason)  # for the shutdown's stop event
             instance, region = identity(conf["metadata"])
             stop_instance(instance, region)
-            _log("stop", reason=reason, instance=instance)
+            log("stop", reason=reason, instance=instance)
         except Exception as exc:  # noqa: BLE001 - logged; the next check tries again
-            _log("stop failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+            log("stop failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
             state.update(stopping=None, idle_since=now)
             records.write_atomic(state_file(), (json.dumps(state) + "\n").encode())
             return "stop failed"

@@ -24,6 +24,7 @@ SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 KILLED = "KILLED"
 OOM = "OOM"
+INTERRUPTED = "INTERRUPTED"  # ended by the host's spot interruption notice (orch_host/spot.py), not by its own fault
 LOST = "LOST"
 QUEUED = "QUEUED"
 UNKNOWN = "UNKNOWN"  # the job's record cannot be read: the record says why in `error`
@@ -31,8 +32,8 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 
 # Exit statuses of the host's `follow` (and so of `orch logs --follow`): the job's own code when it ended FAILED
 # with one, else by state. A job that itself exits 137 and a KILLED or OOM job both give 137: the state tells them
-# apart (`orch status`).
-EXIT_BY_STATE = {SUCCEEDED: 0, FAILED: 1, KILLED: 137, OOM: 137, LOST: 1}
+# apart (`orch status`). An INTERRUPTED job was sent SIGTERM: 143, as a shell reports it.
+EXIT_BY_STATE = {SUCCEEDED: 0, FAILED: 1, KILLED: 137, OOM: 137, LOST: 1, INTERRUPTED: 143}
 # Every job's environment names its run: the mark by which orch finds what the job started, setsid or not.
 RUN_ID_ENV = "ORCH_RUN_ID"
 # `query NAME` and `follow NAME` of a job the host does not have, or of an invalid name.

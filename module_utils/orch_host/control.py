@@ -335,7 +335,9 @@ def start_job(p, tmux_bin, check_mode):
     return True, jobs[0], f"started {name} in tmux session {session}"
 
 
-def stop_job(p, check_mode):
+def stop_job(p, check_mode, interrupt=False):
+    """End job P["name"] (SIGTERM, SIGKILL after P["grace"] seconds): KILLED, or INTERRUPTED when INTERRUPT (the spot
+    watch's). Returns (changed, its record, a message) once its supervisor wrote its end."""
     name = p["name"]
     with NameLock(name, check_mode):
         current = records.query_jobs(name)[1]
@@ -347,10 +349,11 @@ def stop_job(p, check_mode):
             return False, rec, "{} is not running ({})".format(name, rec["state"])
         if check_mode:
             return True, rec, f"would stop {name}"
-        if not orphaned:  # its supervisor records KILLED, not the SIGTERM's FAILED
-            from .supervisor import STOP_SIGNAL
+        if not orphaned:  # its supervisor records KILLED (or INTERRUPTED), not the SIGTERM's FAILED
+            from .supervisor import INTERRUPT_SIGNAL, STOP_SIGNAL
 
-            procs.signal_all([(rec["supervisor_pid"], rec["supervisor_start"])], STOP_SIGNAL)
+            tell = INTERRUPT_SIGNAL if interrupt else STOP_SIGNAL
+            procs.signal_all([(rec["supervisor_pid"], rec["supervisor_start"])], tell)
         # every process of the run, the leader's children and setsid daemons too: SIGTERM, SIGKILL after the grace
         left = procs.end_processes(lambda: procs.run_processes(rec), max(p["grace"], 0))
         if left:

@@ -1,11 +1,11 @@
 """The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME SPEC`, and the idle
-auto-stop's `autostop check | status | set [--mode MODE] [--idle MINUTES]`, `keepalive SECONDS`, and the power
-record's `power-log start | stop`.
+auto-stop's `autostop check | status | set [--mode MODE] [--idle MINUTES]`, `keepalive SECONDS`, the power
+record's `power-log start | stop`, and the spot interruption watch's `spot check | watch`.
 
 Exit statuses: `query` 0 (an unknown NAME gives "jobs": []); `follow` the job's own exit code (see
 contract.EXIT_BY_STATE), 2 for an unknown job or an invalid name (one line on stderr), 130 when interrupted;
-`supervise` 0, or 1 with one line on stderr; `autostop`, `keepalive` and `power-log` print JSON and exit 0, or 1
-with one line on stderr.
+`supervise` 0, or 1 with one line on stderr; `autostop`, `keepalive`, `power-log` and `spot check` print JSON and
+exit 0, or 1 with one line on stderr; `spot watch` looks for ever.
 """
 
 import json
@@ -17,6 +17,7 @@ from .contract import EXIT_UNKNOWN_JOB, JobError, check_name
 USAGE = (
     "usage: query [NAME] | follow NAME [--tail N] | supervise NAME SPEC"
     " | autostop check|status|set [--mode MODE] [--idle MINUTES] | keepalive SECONDS | power-log start|stop"
+    " | spot check|watch"
 )
 
 
@@ -32,10 +33,18 @@ def _emit(answer):
 
 
 def power(argv):
-    """`autostop ...` and `keepalive SECONDS`: the idle auto-stop's verbs (autostop.py)."""
+    """`autostop ...`, `keepalive SECONDS`, `power-log ...` and `spot ...`: the instance's power (autostop.py,
+    powerlog.py, spot.py)."""
     from . import autostop
 
     verb, words = argv[0], list(argv[1:])
+    if verb == "spot" and words in (["check"], ["watch"]):
+        from . import spot
+
+        if words == ["watch"]:
+            spot.watch()
+        _emit(spot.check())
+        return 0
     if verb == "power-log" and words in (["start"], ["stop"]):
         from .powerlog import record
 
@@ -90,7 +99,7 @@ def main(argv=None):
     verb = None
     try:
         argv = sys.argv[1:] if argv is None else argv
-        if argv and argv[0] in ("autostop", "keepalive", "power-log"):
+        if argv and argv[0] in ("autostop", "keepalive", "power-log", "spot"):
             verb = argv[0]
             return power(argv)
         verb, name, tail, spec = parse(argv)

@@ -15,7 +15,19 @@ import sys
 import time
 
 from . import admission, contract, memory, procs, records, scope, terminal
-from .contract import FAILED, KILLED, LOST, OOM, RUN_ID_ENV, RUNNING, SUCCEEDED, JobError, check_name, session_name
+from .contract import (
+    FAILED,
+    INTERRUPTED,
+    KILLED,
+    LOST,
+    OOM,
+    RUN_ID_ENV,
+    RUNNING,
+    SUCCEEDED,
+    JobError,
+    check_name,
+    session_name,
+)
 from .procs import signal_name, start_ticks
 
 TICK = 0.5  # exit detection is immediate (pidfd); the tick paces the pane view and sampling
@@ -37,12 +49,15 @@ def _on_hangup(signum, frame):
 
 # `orch stop` tells the supervisor with a signal before it ends the job's processes, so the job ends KILLED: a
 # signal needs no disk (a stop file could not be written on a full one) and reaches only this very supervisor.
+# The host's spot watch (spot.py) tells it so with another, and the job ends INTERRUPTED: the instance is going.
 STOP_SIGNAL = signal.SIGUSR2
-_stop = {"told": False}
+INTERRUPT_SIGNAL = signal.SIGPWR
+_stop = {"told": False, "ending": KILLED}
 
 
 def _on_stop(signum, frame):
-    _stop["told"] = True
+    if not _stop["told"]:
+        _stop.update(told=True, ending=INTERRUPTED if signum == INTERRUPT_SIGNAL else KILLED)
 
 
 class PaneView:
@@ -159,8 +174,9 @@ def _save(name, reserve, rec):
 
 
 def _admitted(name, rec, reserve, queue):
-    """Wait for the job's turn in the host's memory queue (admission.admit). Stopped first: record KILLED (it never
-    started) and say so in the log; False then. With QUEUE false a job that would wait is refused (a JobError)."""
+    """Wait for the job's turn in the host's memory queue (admission.admit). Stopped first: record KILLED (or
+    INTERRUPTED: it never started) and say so in the log; False then. With QUEUE false a job that would wait is
+    refused (a JobError)."""
 
     def save(rec):
         if rec.get("admitted") is False:  # saved once so, as it joins the queue: the pane says why nothing happens
@@ -172,13 +188,15 @@ def _admitted(name, rec, reserve, queue):
                 pass
         _save(name, reserve, rec)
 
-    if admission.admit(name, rec, save, functools.partial(_stop.get, "told"), queue):
+    told = functools.partial(_stop.get, "told")
+    if admission.admit(name, rec, save, told, queue) and not told():  # told as its turn came: it does not start
         return True
-    rec.update(state=KILLED, ended=records.now_iso(), admitted=False)
+    rec.update(state=_stop["ending"], ended=records.now_iso(), admitted=False)
     records.save_record(records.job_file(name), rec, reserve)
+    why = "interrupted (the spot instance is being reclaimed)" if _stop["ending"] == INTERRUPTED else "stopped"
     try:
         with open(records.log_file(name), "ab") as f:
-            f.write(f"[orch] job {name} stopped while queued: it never started\n".encode())
+            f.write(f"[orch] job {name} {why} while queued: it never started\n".encode())
         os.unlink(reserve)
     except OSError:
         pass
@@ -188,7 +206,8 @@ def _admitted(name, rec, reserve, queue):
 def _supervise(name, sfile, begun):
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _on_hangup)
-    signal.signal(STOP_SIGNAL, _on_stop)
+    for signum in (STOP_SIGNAL, INTERRUPT_SIGNAL):
+        signal.signal(signum, _on_stop)
     try:
         with open(sfile) as f:
             spec = json.load(f)
@@ -252,6 +271,7 @@ def _supervise(name, sfile, begun):
         "secrets": sorted(secrets),
         "log": log_path,
         "tty": bool(spec.get("tty", True)),
+        "grace": int(spec.get("grace", 10)),  # seconds between SIGTERM and SIGKILL when orch ends it
         "reservation": contract.DEFAULT_RESERVATION if memory_max is None else memory_max,
         "queued": None,  # when it joined the queue, if it had to wait for memory
         "admitted": None,
@@ -289,7 +309,15 @@ def _supervise(name, sfile, begun):
     if pid == 0:  # the job: own session and process group, on its terminal or output straight into the log file
         try:
             signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, STOP_SIGNAL):
+            for signum in (
+                signal.SIGHUP,
+                signal.SIGTERM,
+                signal.SIGPIPE,
+                signal.SIGXFSZ,
+                signal.SIGINT,
+                STOP_SIGNAL,
+                INTERRUPT_SIGNAL,
+            ):
                 signal.signal(signum, signal.SIG_DFL)
             os.chdir(spec["cwd"])
             if term is not None:
@@ -315,7 +343,7 @@ def _supervise(name, sfile, begun):
     os.close(go_w)
     if term is not None:
         term.started()
-    grace = int(spec.get("grace", 10))
+    grace = rec["grace"]
     del env, secrets
     spec.clear()
     rec.update(pid=pid, pgid=pid, job_start=start_ticks(pid))  # a zombie's stat still has its start time
@@ -354,7 +382,14 @@ def _supervise(name, sfile, begun):
         peak, reaped = max(peak, memory.scope_peak(job_scope.directory)), 0
     job_scope.release()
     rec.update(
-        ending(status, stopped=_stop["told"], hangup=hangup, peak=peak, oom_cause=oom_cause, reaped_peak=reaped * 1024)
+        ending(
+            status,
+            stopped=_stop["ending"] if _stop["told"] else None,
+            hangup=hangup,
+            peak=peak,
+            oom_cause=oom_cause,
+            reaped_peak=reaped * 1024,
+        )
     )
     if term is not None:
         term.finish()  # all the job wrote is in the log before its end line
@@ -412,7 +447,8 @@ def end_leftovers(rec, grace):
 def ending(status, *, stopped, hangup, peak, oom_cause, reaped_peak):
     """How the job ended, as the record's fields: exit_code, signal, memory_peak, oom, oom_cause, state, lost_reason.
 
-    STATUS is the job's wait status; STOPPED whether orch stopped this run; HANGUP the signal that ended the
+    STATUS is the job's wait status; STOPPED the state orch ended this run in (KILLED by `orch stop`, INTERRUPTED by
+    the spot watch), or None; HANGUP the signal that ended the
     supervisor, or None; PEAK the sampled peak in bytes (the job's scope, else its session's); OOM_CAUSE what the
     scope's OOM counters say ended one of its processes (scope.JobScope.verdict), or None; REAPED_PEAK the largest
     reaped process's peak RSS in bytes.
@@ -433,7 +469,7 @@ def ending(status, *, stopped, hangup, peak, oom_cause, reaped_peak):
             lost_reason=records.HANGUP_REASON.format(signal=hangup),
         )
     elif stopped:
-        end["state"] = KILLED
+        end["state"] = stopped
     elif oom:
         end["state"] = OOM
     elif code == 0:

@@ -34,6 +34,7 @@ RECORD_KEYS = {
     "signal",
     "oom",
     "oom_cause",
+    "grace",
     "memory_max",
     "memory_cap",
     "memory_cgroup",
