@@ -87,7 +87,7 @@ def wait_status(command: str) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def end_of(status: int, job_scope: scope.JobScope, *, stopped: bool = False) -> dict:
+def end_of(status: int, job_scope: scope.JobScope, *, stopped: str | None = None) -> dict:
     _kills, cause = job_scope.verdict()
     peak = memory.scope_peak(job_scope.directory)
     return supervisor.ending(status, stopped=stopped, hangup=None, peak=peak, oom_cause=cause, reaped_peak=0)
@@ -161,7 +161,7 @@ def test_a_job_orch_stopped_is_killed_even_at_its_cap(tmp_path):
     tree = Tree(tmp_path, "v2")
     job_scope = watched(tree)
     tree.set(scope=dict(kill=0, peak=CAP), slice={})
-    end = end_of(wait_status("kill -9 $$"), job_scope, stopped=True)  # the grace ran out: orch's own SIGKILL
+    end = end_of(wait_status("kill -9 $$"), job_scope, stopped="KILLED")  # the grace ran out: orch's own SIGKILL
     assert (end["state"], end["oom"], end["oom_cause"], end["signal"]) == ("KILLED", False, None, "SIGKILL")
 
 
