@@ -60,9 +60,17 @@ options:
     type: str
   cwd:
     description:
-      - Working directory of the job. Relative paths are under C(~/work). It must exist.
+      - Working directory of the job. Relative paths are under C(~/work). It must exist. Default C(~/work), or the
+        repository's clone with O(repo).
     type: path
-    default: ~/work
+  repo:
+    description:
+      - V(REPO) or V(REPO@REF). Before the job starts, the host fetches the clone C(~/work/REPO) of a repository of
+        the C(orch_repos) role with its deploy key and checks out REF's commit (a branch of origin, a tag or a commit
+        id; default the repository's configured branch) as a detached HEAD. A clone with changes to tracked files,
+        an unknown repository or ref, or a clone in use at another commit by an active job is refused before
+        anything starts. The job's record keeps C(repo) with the commit it ran.
+    type: str
   env:
     description: Extra environment variables for the job, on top of the run's own environment.
     type: dict
@@ -222,6 +230,10 @@ job:
           together), V(host memory) is neither (the kernel's global OOM killer).
       type: str
       sample: job cap
+    repo:
+      description: With O(repo), the repository, the ref asked for and the commit the job ran; else null.
+      type: dict
+      sample: {name: lros, ref: main, commit: 3f9c2e1d4b5a69788a7b6c5d4e3f2a1b0c9d8e7f}
     memory_max:
       description: Memory cap in bytes, or null.
       type: int
@@ -360,7 +372,8 @@ def main():
             name=dict(type="str"),
             state=dict(type="str", default="query", choices=["started", "stopped", "absent", "query"]),
             command=dict(type="str"),
-            cwd=dict(type="path", default="~/work"),
+            cwd=dict(type="path"),
+            repo=dict(type="str"),
             env=dict(type="dict", default={}),
             secrets=dict(type="dict", default={}, no_log=True),
             memory_max=dict(type="str"),

@@ -72,6 +72,12 @@ def _read() -> ModuleType:
     return read
 
 
+def _settings() -> ModuleType:
+    from .commands import settings
+
+    return settings
+
+
 def _sandbox() -> ModuleType:
     from .commands import sandbox
 
@@ -90,6 +96,20 @@ def _verb(module: Callable[[], ModuleType], name: str) -> Callable[..., int]:
     return verb
 
 
+def _names(action: argparse.Action, kind: str) -> argparse.Action:
+    """Mark ACTION as taking job or host names: the completion script completes them from orch's local caches
+    (commands/completion.py; shtab reads `.complete`)."""
+    action.complete = {"bash": f"_orch_{kind}", "zsh": f"_orch_{kind}"}  # type: ignore[attr-defined]
+    return action
+
+
+def _completion(settings: config.Settings, *, shell: str) -> int:
+    from .commands import completion
+
+    sys.stdout.write(completion.script(build_parser(), shell))
+    return ExitCode.OK
+
+
 def _minutes(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 10080:
         raise argparse.ArgumentTypeError(f"expected whole minutes from 1 to 10080 (a week), got {value!r}")
@@ -106,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="orch",
         description="Run heavy jobs on EC2 hosts in tmux, from a light laptop.",
-        epilog="Settings: ORCH_HOME (default ~/.orch), ORCH_FLEET (default orch), AWS_PROFILE, AWS_REGION, "
-        "AWS_ENDPOINT_URL.",
+        epilog="Settings: ORCH_HOME (default ~/.orch), ORCH_CONFIG (default ORCH_HOME/config.toml), ORCH_FLEET "
+        "(default orch), AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ORCH_MEM, ORCH_PLAN; `orch config` shows them.",
     )
     parser.add_argument("--version", action=_VersionAction)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -121,15 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verb(_doctor, "doctor"))
 
     p = verbs.add_parser("configure", help="apply the host roles (playbooks/configure.yml) to the fleet")
-    p.add_argument("--host", help="only this host")
+    _names(p.add_argument("--host", help="only this host"), "hosts")
     p.set_defaults(func=_verb(_fleet, "configure"))
 
     p = verbs.add_parser("up", help="start the fleet's stopped instances (EC2) and wait until ssh answers")
-    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)")
+    _names(p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)"), "hosts")
     p.set_defaults(func=_verb(_power, "up"))
 
     p = verbs.add_parser("down", help="stop the fleet's instances (EC2 stop, never terminate): their disks stay")
-    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)")
+    _names(p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all)"), "hosts")
     p.add_argument(
         "--force",
         action="store_true",
@@ -138,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verb(_power, "down"))
 
     p = verbs.add_parser("autostop", help="show or change each host's idle auto-stop (the host stops itself)")
-    p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all running)")
+    _names(p.add_argument("hosts", metavar="HOST", nargs="*", help="only these hosts (default: all running)"), "hosts")
     p.add_argument("--idle", type=_minutes, metavar="MINUTES", help="stop after this many idle minutes (1 to 10080)")
     p.add_argument(
         "--mode",
@@ -150,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verb(_power, "autostop"))
 
     p = verbs.add_parser("keepalive", help="keep hosts up for work orch did not start, e.g. --for 2h (0 ends it)")
-    p.add_argument("hosts", metavar="HOST", nargs="+", help="the hosts to keep up")
+    _names(p.add_argument("hosts", metavar="HOST", nargs="+", help="the hosts to keep up"), "hosts")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 90s, 45m, 2h, 1h30m; 0 ends")
     p.set_defaults(func=_verb(_power, "keepalive"))
 
@@ -164,8 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("run", help="start a job in its own tmux session on a host")
     p.add_argument("name", metavar="NAME", help="job name: a-z 0-9 . _ -, up to 63")
     p.add_argument("command", metavar="CMD", help="the command line, run by bash on the host")
-    p.add_argument("--host", help="the host to run on (default: the least busy)")
-    p.add_argument("--cwd", help="working directory on the host (default ~/work; relative = under ~/work)")
+    _names(p.add_argument("--host", help="the host to run on (default: the least busy)"), "hosts")
+    p.add_argument(
+        "--cwd", help="working directory on the host (default ~/work, or the repo with --repo; relative = under ~/work)"
+    )
+    p.add_argument(
+        "--repo",
+        metavar="REPO[@REF]",
+        help="first bring ~/work/REPO (a repo of the fleet's list) to REF, a branch, tag or commit (default: its "
+        "configured branch); the job records the commit. A clone with local changes is refused, never reset",
+    )
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable (repeatable)")
     p.add_argument(
         "--secret",
@@ -180,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="the job's memory cap and reservation, e.g. 8G or 512M (whole numbers, 16M to 64T). A job whose "
         "reservation does not fit beside the running jobs' waits QUEUED. Without --mem the job reserves 1G and is "
-        "bounded only by orch.slice, the host's memory less its reserve",
+        "bounded only by orch.slice, the host's memory less its reserve (default: ORCH_MEM, the config file's mem)",
     )
     p.add_argument(
         "--no-tty",
@@ -197,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verb(_jobs, "run"))
 
     p = verbs.add_parser("status", help="jobs across the fleet")
-    p.add_argument("name", metavar="NAME", nargs="?", help="only this job")
+    _names(p.add_argument("name", metavar="NAME", nargs="?", help="only this job"), "jobs")
     p.add_argument(
         "--all", dest="show_all", action="store_true", help="every job kept on the hosts, not just active and last 24 h"
     )
@@ -205,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verb(_read, "status"))
 
     p = verbs.add_parser("logs", help="print or follow a job's log")
-    p.add_argument("name", metavar="NAME")
+    _names(p.add_argument("name", metavar="NAME"), "jobs")
     p.add_argument("-f", "--follow", action="store_true", help="stream until the job ends; exit with its exit code")
     p.add_argument("-n", "--tail", type=_non_negative, metavar="N", help="only the last N lines")
     p.add_argument(
@@ -213,20 +241,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_verb(_read, "logs"))
 
+    p = verbs.add_parser("wait", help="block until jobs end; exit with the job's code (several: the first failure's)")
+    _names(p.add_argument("names", metavar="NAME", nargs="+", help="the jobs to wait for"), "jobs")
+    p.add_argument("--timeout", metavar="DURATION", help="give up after this long (e.g. 30m, 2h): exit 124")
+    p.set_defaults(func=_verb(_read, "wait"))
+
     p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")
-    p.add_argument("name", metavar="NAME")
+    _names(p.add_argument("name", metavar="NAME"), "jobs")
     p.add_argument("-r", "--read-only", action="store_true", help="attach read-only")
     p.set_defaults(func=_verb(_read, "attach"))
 
     p = verbs.add_parser("stop", help="stop a job (SIGTERM, then SIGKILL after a grace period)")
-    p.add_argument("name", metavar="NAME")
+    _names(p.add_argument("name", metavar="NAME"), "jobs")
     p.add_argument("--grace", type=_non_negative, metavar="SECONDS", help="seconds between SIGTERM and SIGKILL")
     p.set_defaults(func=_verb(_jobs, "stop"))
 
     p = verbs.add_parser("rm", help="forget a finished job")
-    p.add_argument("name", metavar="NAME")
+    _names(p.add_argument("name", metavar="NAME"), "jobs")
     p.add_argument("--purge", action="store_true", help="also delete its logs")
     p.set_defaults(func=_verb(_jobs, "rm"))
+
+    p = verbs.add_parser("config", help="each setting orch uses and where it came from (file, environment, default)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    p.set_defaults(func=_verb(_settings, "config"))
+
+    p = verbs.add_parser("completion", help='print the shell completion script: eval "$(orch completion bash)"')
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=_completion)
 
     p = verbs.add_parser("ssh-config", help="print Host blocks for ~/.ssh/config so plain `ssh HOST` works")
     p.set_defaults(func=_verb(_read, "ssh_config"))
@@ -253,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["__complete"]:  # the completion script, on every TAB: local caches only, quiet on any error
+        return _complete_names(argv[1:])
     parser = build_parser()
     try:
         values = vars(parser.parse_args(argv))
@@ -276,6 +320,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `orch status | head`
         return ExitCode.OK
+
+
+def _complete_names(args: list[str]) -> int:
+    from .commands import completion
+
+    try:
+        return completion.names(config.load(), args[0] if args else "")
+    except OrchError:
+        return ExitCode.CONFIG
 
 
 if __name__ == "__main__":

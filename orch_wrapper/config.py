@@ -15,6 +15,9 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
 
+from orch_host import contract
+
+from . import config_file
 from .errors import ExitCode, OrchError
 
 DEFAULT_REGION = "ap-northeast-1"
@@ -42,9 +45,15 @@ class Settings:
     # AWS_CHILD_VARIABLES that are set (profile, credentials, config files): what Ansible and boto3 are given.
     # Read-only, left out of repr (it may hold a secret key) and of the hash.
     aws_env: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    mem: str | None = None  # `orch run`'s --mem when it is not given (ORCH_MEM, the config file's mem)
+    plan: str | None = None  # `orch cost`'s plan for non-spot instances (on-demand, reserved); None: tag or table
+    config_file: Path | None = None  # where the config file is (or would be): ORCH_CONFIG, else ORCH_HOME/config.toml
+    # setting -> where its value came from ("default", "file: PATH, line N", "environment: VAR", "sandbox: ...")
+    sources: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aws_env", MappingProxyType(dict(self.aws_env)))
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
     @property
     def agent_sock(self) -> Path:
@@ -82,24 +91,89 @@ def _sandbox(environ: Mapping[str, str]) -> dict[str, str]:
     return {str(key): str(value) for key, value in sandbox.items()}
 
 
+PLANS = ("on-demand", "reserved")  # what a non-spot instance is billed at (spot instances are known as such)
+_PROFILE_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
+# setting -> the environment variables that set it, first one wins
+ENVIRONMENT = {
+    "fleet": ("ORCH_FLEET",),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "profile": ("AWS_PROFILE",),
+    "mem": ("ORCH_MEM",),
+    "plan": ("ORCH_PLAN",),
+}
+DEFAULTS = {"fleet": DEFAULT_FLEET, "region": DEFAULT_REGION}
+
+
+def _checked(key: str, value: str, where: str) -> str:
+    """VALUE of setting KEY, normalised; a one-line error naming WHERE it came from otherwise (the variable, or the
+    file and its line)."""
+
+    def bad(hint: str) -> OrchError:
+        said = (
+            f"{where.removeprefix('environment: ')} {value!r}"
+            if where.startswith("environment")
+            else (f"{key} {value!r} ({where})")
+        )
+        return OrchError(f"invalid {said}", hint=hint, exit_code=ExitCode.CONFIG)
+
+    if key == "fleet" and not _FLEET_RE.fullmatch(value):
+        raise bad("use lowercase letters, digits and dashes, at most 32")
+    if key == "region" and not _REGION_RE.fullmatch(value):
+        raise bad("use a region name, e.g. ap-northeast-1")
+    if key == "profile" and not _PROFILE_RE.fullmatch(value):
+        raise bad("use the name of a profile in ~/.aws/config")
+    if key == "plan" and value not in PLANS:
+        raise bad(f"use one of {', '.join(PLANS)}")
+    if key == "mem":
+        try:
+            return contract.memory_size(value)[1]
+        except ValueError:
+            raise bad(contract.MEMORY_RULE) from None
+    return value
+
+
+def config_path(environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """(the config file, whether the environment named it): ORCH_CONFIG, else ORCH_HOME/config.toml."""
+    named = environ.get("ORCH_CONFIG")
+    if named:
+        return Path(named).expanduser().resolve(), True
+    return home_dir(environ) / config_file.FILE, False
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ENVIRON (default os.environ) and the running sandbox: variables ENVIRON sets win."""
+    """Settings from, lowest first: orch's defaults, the config file, the running sandbox, ENVIRON (default
+    os.environ). Each value is validated where it came from, and its source kept for `orch config`."""
     given = os.environ if environ is None else environ
-    env = {**_sandbox(given), **given}
-    home = home_dir(env)
-    fleet = env.get("ORCH_FLEET") or DEFAULT_FLEET
-    if not _FLEET_RE.fullmatch(fleet):
-        raise OrchError(
-            f"invalid ORCH_FLEET {fleet!r}",
-            hint="use lowercase letters, digits and dashes, at most 32",
-            exit_code=ExitCode.CONFIG,
-        )
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    if not _REGION_RE.fullmatch(region):
-        raise OrchError(
-            f"invalid AWS region {region!r}", hint="set AWS_REGION, e.g. ap-northeast-1", exit_code=ExitCode.CONFIG
-        )
+    home = home_dir(given)
+    path, named = config_path(given)
+    in_file = config_file.read(path, required=named)
+    sandbox = _sandbox(given)
+    env = {**sandbox, **given}
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for key, names in ENVIRONMENT.items():
+        var = next((n for n in names if env.get(n)), None)
+        if var is not None:
+            origin = "sandbox" if var in sandbox and var not in given else "environment"
+            where = f"{origin}: {var}" if origin == "environment" else f"sandbox: {home / 'sandbox' / 'env.json'}"
+            values[key], sources[key] = _checked(key, env[var], where), where
+        elif key in in_file and not (key == "profile" and sandbox):  # the sandbox's own credentials win
+            value, line = in_file[key]
+            where = f"file: {path}, line {line}"
+            values[key], sources[key] = _checked(key, value, where), where
+        elif key in DEFAULTS:
+            values[key], sources[key] = DEFAULTS[key], "default"
+        else:
+            sources[key] = "unset" if not (key == "profile" and sandbox and key in in_file) else "sandbox: file unused"
+    sources["home"] = "environment: ORCH_HOME" if given.get("ORCH_HOME") else "default"
     endpoint = env.get("AWS_ENDPOINT_URL") or None
+    sources["endpoint"] = (
+        "unset (AWS itself)"
+        if endpoint is None
+        else "environment: AWS_ENDPOINT_URL"
+        if given.get("AWS_ENDPOINT_URL")
+        else f"sandbox: {home / 'sandbox' / 'env.json'}"
+    )
     if endpoint is not None:
         url = urlparse(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -109,7 +183,19 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 exit_code=ExitCode.CONFIG,
             )
     aws_env = {name: env[name] for name in AWS_CHILD_VARIABLES if env.get(name)}
-    return Settings(home=home, fleet=fleet, region=region, endpoint=endpoint, aws_env=aws_env)
+    if "profile" in values:
+        aws_env["AWS_PROFILE"] = values["profile"]
+    return Settings(
+        home=home,
+        fleet=values["fleet"],
+        region=values["region"],
+        endpoint=endpoint,
+        aws_env=aws_env,
+        mem=values.get("mem"),
+        plan=values.get("plan"),
+        config_file=path,
+        sources=sources,
+    )
 
 
 # The price table of `orch cost`: USD per hour by instance type and plan, and per GB-month of gp3 storage. The

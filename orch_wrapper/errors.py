@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3  # unknown job or host, empty fleet
     UNREACHABLE = 4  # a host or the AWS endpoint could not be reached
     CONFIG = 5  # missing credentials, bad settings, missing local tool
+    TIMEOUT = 124  # `orch wait --timeout` ran out with jobs still active (as timeout(1) exits)
     INTERRUPTED = 130  # Ctrl-C
 
 

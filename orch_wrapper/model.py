@@ -153,6 +153,7 @@ class Job:
     reservation: int | None = None  # bytes of orch.slice the job holds in admission (--mem, else the default)
     queued: str | None = None  # when it joined its host's memory queue (first come, first served), if it waited
     admitted_at: str | None = None  # when the host's memory queue let it start (microseconds)
+    repo: dict[str, str] | None = None  # with --repo: {"name", "ref", "commit"}, the commit the job ran
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -186,6 +187,7 @@ class Job:
             reservation=_bytes(record.get("reservation")),
             queued=record.get("queued") if isinstance(record.get("queued"), str) else None,
             admitted_at=record.get("admitted_at") if isinstance(record.get("admitted_at"), str) else None,
+            repo=_repo(record.get("repo")),
         )
 
     @property
@@ -196,6 +198,12 @@ class Job:
     def has_processes(self) -> bool:
         """Whether anything of the job still runs: active, or LOST with processes its dead supervisor left."""
         return self.active or self.live_processes > 0
+
+
+def _repo(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("name", "ref", "commit")):
+        return None
+    return {k: value[k] for k in ("name", "ref", "commit")}
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -92,6 +92,15 @@ def job_row(job: Job, now: datetime) -> list[str]:
     return [job.name, job.host, job.state, local_time(started), human_duration(elapsed), memory_text(job), exit_text]
 
 
+def ended_text(job: Job) -> str:
+    """One line for a job that has ended: "train: FAILED (exit 3) on h-1 after 2h05m, peak 6.1G"."""
+    started, ended = parse_time(job.started), parse_time(job.ended)
+    how = f" (exit {job.exit_code})" if job.exit_code is not None else f" ({job.signal})" if job.signal else ""
+    took = f" after {human_duration((ended - started).total_seconds())}" if started and ended else ""
+    peak = f", peak {human_size(job.memory_peak)}" if job.memory_peak else ""
+    return f"{job.name}: {job.state}{how} on {job.host}{took}{peak}"
+
+
 def mode_text(job: Job) -> str:
     """How the job ran: on its own terminal (attach gives its keys), or batch (--no-tty)."""
     if job.tty is None:
@@ -99,6 +108,13 @@ def mode_text(job: Job) -> str:
     if job.tty:
         return f"mode: terminal (keys reach it with `orch attach {job.name}`)"
     return "mode: batch, --no-tty (no terminal; output straight into the log)"
+
+
+def repo_text(job: Job) -> str | None:
+    """`orch status NAME`: the commit a --repo job ran."""
+    if not job.repo:
+        return None
+    return f"repo: {job.repo['name']}@{job.repo['ref']}, commit {job.repo['commit']}"
 
 
 OOM_CAUSES = {

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"
 # AWS's own variables that could point a test at a real account: never inherited.
 _AWS_LEAKS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_URL", "AWS_SECURITY_TOKEN")
+# A developer's own orch defaults (config file, --mem, price plan) must not change what any test sees.
+for _name in ("ORCH_CONFIG", "ORCH_MEM", "ORCH_PLAN"):
+    os.environ.pop(_name, None)
 
 
 def aws_environ(endpoint: str, home: Path, **extra: str) -> dict[str, str]:

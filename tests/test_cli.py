@@ -202,7 +202,7 @@ def test_bad_settings_are_one_line_config_errors(home, remote, capsys, monkeypat
     monkeypatch.setenv("ORCH_FLEET", "f")
     monkeypatch.setenv("AWS_REGION", "mars-1")
     code, _, err = run_main(capsys, ["hosts"])
-    assert code == ExitCode.CONFIG and "invalid AWS region" in err
+    assert code == ExitCode.CONFIG and "invalid AWS_REGION" in err
     assert remote == []
 
 
@@ -259,6 +259,7 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
         "name": "lros-train",
         "command": command,
         "cwd": "~/work/lros",
+        "repo": None,
         "env": {"A": "1=2", "B": ""},
         "secrets": {"HF_TOKEN": "/orch/f/secrets/hf"},
         "memory_max": "8G",
@@ -268,6 +269,18 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
     assert "lros-train: RUNNING on f-1 (127.0.0.1:2201)" in out
     assert "orch logs lros-train -f" in out and "orch attach lros-train" in out
     assert remote == []  # a single host: no query before the playbook
+
+
+def test_run_without_mem_takes_the_configured_default_and_mem_overrides_it(home, remote, capsys, monkeypatch):
+    seed_fleet([endpoint_host("f-1", 2201)])
+    calls = allow_run(monkeypatch, "f-1")
+    (home / "config.toml").write_text('mem = "6g"\n')
+    assert run_main(capsys, ["run", "a", "true"])[0] == 0
+    monkeypatch.setenv("ORCH_MEM", "2G")  # the environment over the file
+    assert run_main(capsys, ["run", "b", "true"])[0] == 0
+    assert run_main(capsys, ["run", "c", "true", "--mem", "512M"])[0] == 0
+    sent = [spec.decode_spec(c["extravars"]["orch_job_spec_b64"])["memory_max"] for c in calls]
+    assert sent == ["6G", "2G", "512M"]
 
 
 def test_run_no_tty_asks_for_batch_mode_and_status_name_says_which(home, remote, capsys, monkeypatch):
@@ -1352,8 +1365,11 @@ def test_every_verb_hands_its_parsed_values_to_a_keyword_only_function():
     subparsers = next(a for a in parser._actions if a.dest == "verb")
     for verb, sub in subparsers.choices.items():
         wrapper = sub.get_default("func")
-        module, name = wrapper.__qualname__.split(".")
-        func = getattr(getattr(cli, f"_{module}")(), name)
+        if wrapper is cli._completion:  # the parser printing itself as a script: it lives beside the parser
+            func = wrapper
+        else:
+            module, name = wrapper.__qualname__.split(".")
+            func = getattr(getattr(cli, f"_{module}")(), name)
         params = list(inspect.signature(func).parameters.values())
         assert params[0].name == "settings", verb
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), verb

@@ -158,6 +158,17 @@ def test_a_price_file_overrides_the_table_and_a_bad_one_is_named(world, capsys, 
     assert "prices.json" in err and "Traceback" not in err
 
 
+def test_the_configured_plan_prices_on_demand_instances_and_never_a_spot_one(world, monkeypatch):
+    _ec2, instance, _power = world
+    instance("c-1", plan="on-demand")
+    instance("c-2", plan="spot")
+    settings = config.load()
+    settings.ensure_home()
+    (settings.home / "config.toml").write_text('plan = "reserved"\n')
+    rows = {r["host"]: r["plan"] for r in cost.estimate(config.load(), None)["hosts"]}
+    assert rows == {"c-1": "reserved", "c-2": "spot"}  # a reservation is billing; spot is the instance itself
+
+
 def test_the_month_bounds():
     now = datetime(2026, 12, 2, 5, tzinfo=UTC)
     assert cost.month_bounds(None, now) == (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), now)

@@ -26,11 +26,22 @@ LAYERS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("transport", 3, ("orch_wrapper.transport", "orch_wrapper.transport.*", "orch_wrapper.paths")),
     ("ui", 3, ("orch_wrapper.ui", "orch_wrapper.plain")),
     ("model", 2, ("orch_wrapper.model",)),
-    ("config/errors", 1, ("orch_wrapper", "orch_wrapper.config", "orch_wrapper.errors", "orch_wrapper.timings")),
+    (
+        "config/errors",
+        1,
+        (
+            "orch_wrapper",
+            "orch_wrapper.config",
+            "orch_wrapper.config_file",
+            "orch_wrapper.errors",
+            "orch_wrapper.timings",
+        ),
+    ),
 )
 # The verb modules: they share commands/shared.py and commands/spec.py, never each other's internals.
 VERBS = tuple(
-    f"orch_wrapper.commands.{name}" for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power", "cost")
+    f"orch_wrapper.commands.{name}"
+    for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power", "cost", "settings")
 )
 # Libraries that one module alone adapts.
 SOLE_IMPORTERS = {

@@ -25,11 +25,13 @@ FILES = (
     "powerlog.py",
     "procs.py",
     "records.py",
+    "repos.py",
     "scope.py",
     "spot.py",
     "script.py",
     "supervisor.py",
     "terminal.py",
+    "wait.py",
 )
 # Runs the installed copy: python3 -I -c ENTRY LIBDIR VERB ARGS... (-I: no PYTHON* variable or user site of the
 # environment it starts in, a tmux server's, decides what the supervisor imports)
@@ -58,11 +60,13 @@ def shipped_modules():
         powerlog,
         procs,
         records,
+        repos,
         scope,
         script,
         spot,
         supervisor,
         terminal,
+        wait,
     )
 
     return (
@@ -78,11 +82,13 @@ def shipped_modules():
         powerlog,
         procs,
         records,
+        repos,
         scope,
         script,
         spot,
         supervisor,
         terminal,
+        wait,
     )
 
 

@@ -34,6 +34,32 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 # with one, else by state. A job that itself exits 137 and a KILLED or OOM job both give 137: the state tells them
 # apart (`orch status`). An INTERRUPTED job was sent SIGTERM: 143, as a shell reports it.
 EXIT_BY_STATE = {SUCCEEDED: 0, FAILED: 1, KILLED: 137, OOM: 137, LOST: 1, INTERRUPTED: 143}
+
+
+def exit_code_of(rec):
+    """The exit status that stands for the ended job REC: its own code when it FAILED with one, else by state
+    (`orch logs -f` and `orch wait` exit with it)."""
+    if rec.get("state") == FAILED and isinstance(rec.get("exit_code"), int):
+        return rec["exit_code"]
+    return EXIT_BY_STATE.get(rec.get("state"), 1)
+
+
+# `--repo REPO[@REF]`: REPO is a name of roles/orch_repos' list; REF a branch, tag or commit by git's rules, narrowed
+# (no "..", no leading "-", no spaces or shell characters).
+REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+REF_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,200}(?<![./])")
+
+
+def parse_repo(text):
+    """'alpha@release' -> ('alpha', 'release'); 'alpha' -> ('alpha', None); a JobError for anything else."""
+    name, at, ref = str(text).partition("@")
+    if not REPO_RE.fullmatch(name) or name in (".", ".."):
+        raise JobError(f"invalid repo {text!r}: use REPO or REPO@REF, REPO a name from the fleet's repos list")
+    if at and not REF_RE.fullmatch(ref):
+        raise JobError(f"invalid ref {ref!r} for repo {name}: give a branch, tag or commit")
+    return name, (ref or None)
+
+
 # Every job's environment names its run: the mark by which orch finds what the job started, setsid or not.
 RUN_ID_ENV = "ORCH_RUN_ID"
 # `query NAME` and `follow NAME` of a job the host does not have, or of an invalid name.

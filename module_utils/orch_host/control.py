@@ -1,5 +1,6 @@
 """Control: start, stop and remove jobs (the orch_job module's actions), each under the job name's lock."""
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -20,6 +21,7 @@ from .contract import (
     UNKNOWN,
     JobError,
     memory_size,
+    parse_repo,
     session_name,
 )  # fmt: skip
 
@@ -48,9 +50,10 @@ def parse_memory(text):
 class NameLock:
     """An fcntl lock per job name under ~/.orch/locks/ (blocking: concurrent calls are serialised)."""
 
-    def __init__(self, name, check_mode=False):
+    def __init__(self, name, check_mode=False, what=None):
         self.name = name
         self.check_mode = check_mode  # check mode only reads: no lock file is created
+        self.what = what or f"job {name}"  # in the message when it stays busy
 
     def __enter__(self):
         self.fd = None
@@ -66,7 +69,7 @@ class NameLock:
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
                     os.close(self.fd)
-                    raise JobError(f"job {self.name} is busy (another orch call holds its lock); try again") from None
+                    raise JobError(f"{self.what} is busy (another orch call holds its lock); try again") from None
                 time.sleep(0.02)
 
     def __exit__(self, *exc):
@@ -199,7 +202,10 @@ def start_job(p, tmux_bin, check_mode):
     command = p["command"]
     if not command or not command.strip():
         raise JobError("the command is empty: give the command to run")
-    cwd = resolve_cwd(p["cwd"])
+    wanted = p.get("repo")
+    if wanted:
+        parse_repo(wanted)  # a malformed REPO@REF is refused before any lock or lookup
+    cwd = resolve_cwd(p["cwd"]) if p["cwd"] or not wanted else None
     memory_max = parse_memory(p["memory_max"])
     env = {}
     for key, value in (p["env"] or {}).items():
@@ -212,7 +218,7 @@ def start_job(p, tmux_bin, check_mode):
             raise JobError(f"invalid secret variable name {json.dumps(str(key))}")
     if p["grace"] < 0:
         raise JobError("grace must be 0 or more seconds")
-    with NameLock(name, check_mode):
+    with NameLock(name, check_mode), contextlib.ExitStack() as held:
         facts, current = records.query_jobs(name)
         if current and current[0]["state"] == UNKNOWN:
             # Its old run may still live, and nothing tells which processes are its own.
@@ -231,6 +237,16 @@ def start_job(p, tmux_bin, check_mode):
                 f"{facts.host}: end them with orch stop {name}, then start it again"
             )
         check_fits(memory_max)
+        repo = None
+        if wanted:
+            from . import repos
+
+            # Held until the job's record is written: a second run in this clone waits, then sees this job's commit.
+            # "@" is in no job name, so this lock is never a job's.
+            held.enter_context(NameLock("@repo-" + parse_repo(wanted)[0], check_mode, f"repo {wanted}"))
+            repo = repos.prepare(wanted, records.query_jobs()[1], check_mode)
+            cwd = cwd or repo.pop("path")
+            repo.pop("path", None)
         if check_mode:
             return True, None, f"would start {name}"
         check_disks(name)
@@ -266,6 +282,7 @@ def start_job(p, tmux_bin, check_mode):
                 "env": env,
                 "memory_max": memory_max,
                 "grace": p["grace"],
+                "repo": repo,  # {"name", "ref", "commit"} with --repo, else None
                 "tty": p.get("tty", True) is not False,
                 "queue": p.get("queue", True) is not False,  # false: refused rather than QUEUED (--no-queue)
                 "tmux": [tmux_bin, "-L", TMUX_SOCKET],  # the supervisor asks it whether a client is attached

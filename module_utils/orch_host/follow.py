@@ -5,7 +5,7 @@ import sys
 import time
 
 from . import records
-from .contract import ACTIVE_STATES, EXIT_BY_STATE, FAILED, JobError
+from .contract import ACTIVE_STATES, JobError, exit_code_of
 
 POLL = 0.1  # seconds between looks at the log and the record
 
@@ -41,12 +41,6 @@ def tail_lines(f, count, cap=TAIL_CAP):
         if start < 0:  # fewer lines than COUNT in what was read: all of it (the whole file, or the cap)
             return data, size
     return data[start + 1 :], size
-
-
-def exit_code_for(rec):
-    if rec.get("state") == FAILED and isinstance(rec.get("exit_code"), int):
-        return rec["exit_code"]
-    return EXIT_BY_STATE.get(rec.get("state"), 1)
 
 
 def follow(name, tail=10, out=None):
@@ -107,5 +101,5 @@ def follow(name, tail=10, out=None):
                 drain()
                 out.flush()
                 f.close()
-            return exit_code_for(final)
+            return exit_code_of(final)
         time.sleep(POLL)

@@ -1,9 +1,11 @@
-"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `supervise NAME SPEC`, and the idle
+"""The host's command line: `query [NAME]`, `follow NAME [--tail N]`, `wait NAME... [--timeout SECONDS]`,
+`supervise NAME SPEC`, and the idle
 auto-stop's `autostop check | status | set [--mode MODE] [--idle MINUTES]`, `keepalive SECONDS`, the power
 record's `power-log start | stop`, and the spot interruption watch's `spot check | watch`.
 
 Exit statuses: `query` 0 (an unknown NAME gives "jobs": []); `follow` the job's own exit code (see
 contract.EXIT_BY_STATE), 2 for an unknown job or an invalid name (one line on stderr), 130 when interrupted;
+`wait` 0 once it has written its JSON lines (wait.py), 2 for an unknown job or an invalid name;
 `supervise` 0, or 1 with one line on stderr; `autostop`, `keepalive`, `power-log` and `spot check` print JSON and
 exit 0, or 1 with one line on stderr; `spot watch` looks for ever.
 """
@@ -15,7 +17,7 @@ import sys
 from .contract import EXIT_UNKNOWN_JOB, JobError, check_name
 
 USAGE = (
-    "usage: query [NAME] | follow NAME [--tail N] | supervise NAME SPEC"
+    "usage: query [NAME] | follow NAME [--tail N] | wait NAME... [--timeout SECONDS] | supervise NAME SPEC"
     " | autostop check|status|set [--mode MODE] [--idle MINUTES] | keepalive SECONDS | power-log start|stop"
     " | spot check|watch"
 )
@@ -76,20 +78,23 @@ def power(argv):
 
 def parse(argv):
     """(verb, name, tail, spec) from ARGV, or a JobError. By hand: argparse costs the query path more than it does.
-    SPEC is the absolute path of the job's spec (supervise only; None otherwise)."""
-    verb, words, tail, names = (argv[0] if argv else None), list(argv[1:]), 10, []
+    SPEC is the absolute path of the job's spec (supervise only; None otherwise). For wait, NAME is the list of
+    names and TAIL its timeout."""
+    verb, words, names = (argv[0] if argv else None), list(argv[1:]), []
+    tail = None if verb == "wait" else 10  # follow's --tail; wait's --timeout (None: no timeout)
     while words:
         word = words.pop(0)
         if word == "--":  # the rest are names, whatever they look like
             names += words
             break
-        if verb == "follow" and word == "--tail" and words:
-            value = words.pop(0)
-            tail = whole(value, "--tail")
+        if verb in ("follow", "wait") and word == ("--tail" if verb == "follow" else "--timeout") and words:
+            tail = whole(words.pop(0), word)  # wait: its timeout in seconds
         else:
             names.append(word)
     if (verb == "query" and len(names) <= 1) or (verb == "follow" and len(names) == 1):
         return verb, (names[0] if names else None), tail, None
+    if verb == "wait" and names:
+        return verb, names, tail, None
     if verb == "supervise" and len(names) == 2 and os.path.isabs(names[1]):
         return verb, names[0], tail, names[1]
     raise JobError(USAGE)
@@ -103,6 +108,15 @@ def main(argv=None):
             verb = argv[0]
             return power(argv)
         verb, name, tail, spec = parse(argv)
+        if verb == "wait":
+            from .wait import wait
+
+            for each in name:
+                check_name(each)
+            try:
+                return wait(name, tail)
+            except (BrokenPipeError, KeyboardInterrupt):  # the laptop went away: nothing to tell
+                return 130
         if name is not None:
             check_name(name)
         if verb == "query":
@@ -134,4 +148,4 @@ def main(argv=None):
         return supervise(name, spec)
     except JobError as exc:
         sys.stderr.write(f"orch: {exc}\n")
-        return EXIT_UNKNOWN_JOB if verb in ("follow", "query", None) else 1
+        return EXIT_UNKNOWN_JOB if verb in ("follow", "query", "wait", None) else 1

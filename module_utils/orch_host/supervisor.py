@@ -269,6 +269,7 @@ def _supervise(name, sfile, begun):
         "lost_reason": None,
         "log_note": None,
         "secrets": sorted(secrets),
+        "repo": spec.get("repo"),  # --repo: {"name", "ref", "commit"}, the commit the job ran (git rev-parse HEAD)
         "log": log_path,
         "tty": bool(spec.get("tty", True)),
         "grace": int(spec.get("grace", 10)),  # seconds between SIGTERM and SIGKILL when orch ends it

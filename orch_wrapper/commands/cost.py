@@ -126,6 +126,15 @@ def estimate(settings: Settings, month: str | None, now: datetime | None = None)
         return _estimate(settings, month, now or datetime.now(timezone.utc))
 
 
+def _plan(settings: Settings, instance: dict, table: dict) -> str:
+    """Spot when the instance is one; otherwise the configured plan (a reservation is billing, not a property of the
+    instance, so the config's `plan = "reserved"` prices its on-demand instances), its orch-plan tag, the table's."""
+    tagged = _tag(instance, "orch-plan")
+    if tagged == "spot" or instance.get("InstanceLifecycle") == "spot":
+        return "spot"
+    return settings.plan or tagged or table["plan"]
+
+
 def _estimate(settings: Settings, month: str | None, now: datetime) -> dict[str, Any]:
     start, following, end = month_bounds(month, now)
     table = prices(settings)
@@ -143,7 +152,7 @@ def _estimate(settings: Settings, month: str | None, now: datetime) -> dict[str,
         spans, source = running_spans(events.get(instance["InstanceId"], []), instance, start, end)
         existed = max(0.0, (end - max(instance["LaunchTime"], start)).total_seconds() / 3600)
         running = _hours(spans)
-        plan = _tag(instance, "orch-plan") or ("spot" if instance.get("InstanceLifecycle") == "spot" else table["plan"])
+        plan = _plan(settings, instance, table)
         hourly = table["hourly"].get(instance["InstanceType"], {}).get(plan)
         volume_gb = _volume_gb(ec2, instance)
         storage = volume_gb * table["gp3_gb_month"] * existed / month_hours

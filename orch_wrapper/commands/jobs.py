@@ -158,8 +158,9 @@ def run(
     mem: str | None,
     tty: bool = True,
     queue: bool = True,
+    repo: str | None = None,
 ) -> int:
-    spec = build_spec(name, command, cwd, env, secrets, mem, tty, queue)
+    spec = build_spec(name, command, cwd, env, secrets, mem if mem is not None else settings.mem, tty, queue, repo)
     hosts = _hosts_for_a_run(settings, host)
     reservation = contract.memory_size(spec["memory_max"])[0] if spec.get("memory_max") else None
     target = _pick_host(settings, hosts, spec["name"], host, reservation, queue)
@@ -183,6 +184,10 @@ def run(
         size = ui.human_size(wants) if isinstance(wants, int) else "its memory"
         queued = f" (#{record.get('queue_position') or '?'} in its queue: starts when {size} of orch.slice frees)"
     print(f"{name}: {state}{_ending(record)}{queued} on {target.name} ({target.address})")
+    if isinstance(record.get("repo"), dict):
+        print(
+            f"  repo:   {record['repo'].get('name')}@{record['repo'].get('ref')}, commit {record['repo'].get('commit')}"
+        )
     print(f"  follow: orch logs {name} -f")
     print(f"  attach: orch attach {name}")
     cap = record.get("memory_cap")

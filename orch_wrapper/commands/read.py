@@ -1,4 +1,4 @@
-"""The verbs that read jobs: status, logs, attach, ssh-config. Input is validated before any remote work."""
+"""The verbs that read jobs: status, logs, wait, attach, ssh-config. Input is validated before any remote work."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+from orch_host import contract
+
 from .. import timings, ui
 from ..config import Settings
 from ..errors import ExitCode, OrchError
-from ..model import Host, shown_by_default, tmux_server, tmux_session
+from ..model import Host, Job, shown_by_default, tmux_server, tmux_session
 from ..transport import inventory, ssh
 from . import shared
-from .spec import validate_name
+from .spec import parse_duration, validate_name
 
 
 def status(settings: Settings, *, name: str | None, show_all: bool, as_json: bool) -> int:
@@ -43,7 +45,7 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         ui.print_jobs(jobs, now)
         if name is not None:
             for job in jobs:
-                for line in [ui.mode_text(job), *ui.memory_lines(job)]:
+                for line in [ui.mode_text(job), *filter(None, [ui.repo_text(job)]), *ui.memory_lines(job)]:
                     print("  " + line)
     if not as_json and jobs and fleet:  # under the table, indented like its detail lines
         for host in fleet:
@@ -132,6 +134,102 @@ def _print_plain(stream: Any) -> None:
         out.flush()
     out.write(text.close())
     out.flush()
+
+
+def _hosts_of(settings: Settings, names: list[str]) -> dict[str, list[str]]:
+    """{host: [job names]}: where each job of NAMES is (its latest run). A one-host fleet asks nothing: the host's
+    own `wait` refuses a job it does not have."""
+    hosts = shared.usable_hosts(settings)
+    if len(hosts) == 1:
+        for name in names:
+            shared.not_on_a_stopped_host(settings, name)  # local: where the job was last seen
+        shared.load_key(settings)
+        return {hosts[0].name: names}
+    jobs, errors = shared.query_all(settings, hosts)
+    where = {j.name: j.host for j in sorted(jobs, key=lambda j: (j.has_processes, j.started or ""))}
+    for name in names:
+        if name not in where:
+            shared.not_on_a_stopped_host(settings, name)
+            shared.report_unreachable(errors)
+            raise OrchError(f"no job {name}", hint="see `orch status --all`", exit_code=ExitCode.NOT_FOUND)
+    grouped: dict[str, list[str]] = {}
+    for name in names:
+        grouped.setdefault(where[name], []).append(name)
+    return grouped
+
+
+def _watch(settings: Settings, host: Host, names: list[str], timeout: int | None, out: Any) -> None:
+    """One ssh channel to HOST running its `wait`: each JSON line it writes goes to OUT (a queue) as (host, data),
+    then (host, None) once the channel ends, or (host, OrchError)."""
+    args = ["wait", *names, *(["--timeout", str(timeout)] if timeout is not None else [])]
+    remote, source = ssh.host_command(args)
+    proc = subprocess.Popen(
+        ssh.argv(settings, host, remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        if proc.stdin is not None:
+            try:
+                proc.stdin.write(source)
+                proc.stdin.close()
+            except BrokenPipeError:  # the installed copy reads no stdin, or ssh ended: its status says which
+                pass
+        for line in proc.stdout or ():
+            try:
+                out.put((host.name, json.loads(line)))
+            except ValueError:
+                continue
+        rc = proc.wait()
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        if rc == 0:
+            out.put((host.name, None))
+        elif rc == 255:
+            said = err.splitlines()[-1] if err else "ssh failed"
+            out.put((host.name, OrchError(f"{host.name} is unreachable: {said}", hint="run `orch doctor`",
+                                          exit_code=ExitCode.UNREACHABLE)))  # fmt: skip
+        else:
+            message = err.splitlines()[-1].removeprefix("orch: ") if err else f"wait ended with status {rc}"
+            code = ExitCode.NOT_FOUND if rc == ssh.UNKNOWN_JOB else ExitCode.FAILURE
+            out.put((host.name, OrchError(message, hint="see `orch status --all`", exit_code=code)))
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+
+def wait(settings: Settings, *, names: list[str], timeout: str | None) -> int:
+    """Until every job of NAMES has ended: one line each as it ends, sent by its host (no polling over SSH). Exits
+    with the job's own code for one job; for several, with the code of the first to fail (in the order they
+    ended), else 0; ExitCode.TIMEOUT when --timeout passes first."""
+    import queue
+    import threading
+
+    names = list(dict.fromkeys(validate_name(n) for n in names))
+    seconds = parse_duration(timeout, "--timeout") if timeout is not None else None
+    by_host = _hosts_of(settings, names)
+    fleet = {h.name: h for h in inventory.require(settings)}
+    events: queue.Queue = queue.Queue()
+    for host, group in by_host.items():
+        threading.Thread(target=_watch, args=(settings, fleet[host], group, seconds, events), daemon=True).start()
+    open_hosts, codes, still, failure = set(by_host), {}, [], None
+    while open_hosts:
+        host, data = events.get()
+        if data is None or isinstance(data, OrchError):
+            open_hosts.discard(host)
+            failure = failure or (data if isinstance(data, OrchError) else None)
+        elif "job" in data:
+            job = Job.from_record(host, data["job"])
+            codes[job.name] = contract.exit_code_of(data["job"])
+            print(ui.ended_text(job), flush=True)
+        elif "timeout" in data:
+            still += [str(n) for n in data["timeout"]]
+    if failure is not None:
+        raise failure
+    if still:
+        ui.warn(f"still active after {ui.human_duration(seconds)}: {', '.join(still)}")
+        return ExitCode.TIMEOUT
+    if len(names) == 1:
+        return codes[names[0]]
+    return next((code for code in codes.values() if code != 0), ExitCode.OK)
 
 
 def attach(settings: Settings, *, name: str, read_only: bool) -> int:

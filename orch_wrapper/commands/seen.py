@@ -47,3 +47,9 @@ def host_of(settings: Settings, name: str) -> str | None:
     known = _read(settings).get(settings.fleet)
     host = known.get(name) if isinstance(known, dict) else None
     return host if isinstance(host, str) else None
+
+
+def names(settings: Settings) -> list[str]:
+    """Every job of the fleet seen so far (shell completion: no network while typing)."""
+    known = _read(settings).get(settings.fleet)
+    return sorted(str(name) for name in known) if isinstance(known, dict) else []

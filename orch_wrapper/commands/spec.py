@@ -86,6 +86,17 @@ def parse_secrets(items: Iterable[str]) -> dict[str, str]:
     return secrets
 
 
+def validate_repo(repo: str | None) -> str | None:
+    """REPO or REPO@REF by the host's rule (contract.parse_repo); the host checks that it exists."""
+    if repo is None:
+        return None
+    try:
+        contract.parse_repo(repo)
+    except contract.JobError as exc:
+        raise _usage(f"invalid --repo: {exc}", hint="e.g. --repo lros or --repo lros@v1.2") from None
+    return repo
+
+
 def parse_mem(value: str | None) -> str | None:
     """`8G`, `512m`, `1.5`? -> normalised `8G`, `512M`; None when not given."""
     if value is None:
@@ -105,6 +116,7 @@ def build_spec(
     mem: str | None = None,
     tty: bool = True,
     queue: bool = True,
+    repo: str | None = None,
 ) -> dict[str, Any]:
     """The job spec the start playbook hands to orch_job, every field validated."""
     env_map, secret_map = parse_env(env), parse_secrets(secrets)
@@ -115,6 +127,7 @@ def build_spec(
         "name": validate_name(name),
         "command": validate_command(command),
         "cwd": validate_cwd(cwd),
+        "repo": validate_repo(repo),
         "env": env_map,
         "secrets": secret_map,
         "memory_max": parse_mem(mem),

@@ -99,6 +99,17 @@ def _read_cache(settings: Settings) -> list[Host] | None:
         return None
 
 
+def cached_names(settings: Settings) -> list[str]:
+    """The host names of the last fleet read, however old (shell completion: no network while typing)."""
+    try:
+        data = json.loads((settings.home / CACHE_FILE).read_text())
+        if data.get("key") != _cache_key(settings):
+            return []
+        return sorted(str(h["name"]) for h in data["hosts"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 def _write_cache(settings: Settings, hosts: list[Host]) -> None:
     settings.ensure_home()
     path = settings.home / CACHE_FILE

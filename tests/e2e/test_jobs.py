@@ -94,8 +94,71 @@ def test_a_running_name_is_refused_and_concurrent_runs_have_one_winner(env, capf
     assert main(["stop", "race"]) == 0
 
 
+def test_wait_exits_with_the_jobs_own_code_and_a_timeout_with_its_own(env, capfd):
+    assert main(["run", "w-ok", "sleep 1"]) == 0
+    assert main(["run", "w-three", "sleep 2; exit 3"]) == 0
+    ok = orch("wait", "w-ok")
+    assert ok.returncode == 0 and ok.stdout.startswith("w-ok: SUCCEEDED (exit 0) on sandbox-1 after "), ok
+    three = orch("wait", "w-three")
+    assert three.returncode == 3 and "w-three: FAILED (exit 3) on sandbox-1" in three.stdout, three
+    both = orch("wait", "w-ok", "w-three")  # both ended already: at once, the failure's code
+    assert both.returncode == 3 and both.stdout.count("\n") == 2, both
+    assert main(["run", "w-long", "sleep 600"]) == 0
+    assert main(["run", "w-long2", "sleep 600"]) == 0
+    timed = orch("wait", "w-long", "w-long2", "--timeout", "2s")
+    assert timed.returncode == 124 and "still active after 2s: w-long, w-long2" in timed.stderr, timed
+    assert status_json(capfd, "w-long")["w-long"]["state"] == "RUNNING"  # waiting never touches a job
+    for name in ("w-long", "w-long2"):
+        assert main(["stop", name]) == 0
+    unknown = orch("wait", "w-ok", "no-such-job")
+    assert unknown.returncode == 3 and unknown.stderr.count("\n") == 1 and "no-such-job" in unknown.stderr
+    bad = orch("wait", "w-ok", "--timeout", "soon")
+    assert bad.returncode == 2 and "invalid --timeout" in bad.stderr
+
+
+# A clone as roles/orch_repos leaves one (its branch in `orch.branch`), its origin a bare repository on the host.
+_REPO_SETUP = r"""
+set -e
+rm -rf ~/origin/e2e.git ~/work/e2e /tmp/e2e-seed
+git init -q --bare -b main ~/origin/e2e.git
+git init -q -b main /tmp/e2e-seed && cd /tmp/e2e-seed
+id="-c user.name=e2e -c user.email=e2e@localhost"
+echo one > README && git add README && git $id commit -q -m one
+git checkout -q -b release && echo release > RELEASE && git add RELEASE && git $id commit -q -m release
+git push -q ~/origin/e2e.git main release
+git clone -q ~/origin/e2e.git ~/work/e2e && git -C ~/work/e2e config orch.branch main
+git -C /tmp/e2e-seed rev-parse release
+"""
+
+
+def test_run_repo_at_a_ref_records_the_commit_and_refuses_a_dirty_clone_or_an_unknown_ref(env, capfd):
+    release = host_sh(_REPO_SETUP).split()[-1]
+    run = orch("run", "at-release", "--repo", "e2e@release", "cat RELEASE")
+    assert run.returncode == 0 and f"commit {release}" in run.stdout, run
+    job = wait_state(capfd, "at-release", {"SUCCEEDED", "FAILED"})
+    assert job["state"] == "SUCCEEDED" and job["repo"] == {"name": "e2e", "ref": "release", "commit": release}
+    assert job["cwd"].endswith("/work/e2e")
+    shown = orch("status", "at-release")
+    assert f"repo: e2e@release, commit {release}" in shown.stdout, shown
+    unknown = orch("run", "no-ref", "--repo", "e2e@nope", "true")
+    assert unknown.returncode != 0 and "ref nope does not exist in repo e2e" in unknown.stderr, unknown
+    assert unknown.stderr.count("\n") == 1
+    host_sh("echo mine >> ~/work/e2e/RELEASE")
+    dirty = orch("run", "dirty", "--repo", "e2e@main", "true")
+    assert dirty.returncode != 0 and "has local changes (M RELEASE)" in dirty.stderr, dirty
+    assert host_sh("git -C ~/work/e2e rev-parse HEAD").strip() == release  # nothing moved
+    assert "mine" in host_sh("cat ~/work/e2e/RELEASE")
+    missing = orch("run", "stray", "--repo", "not-a-repo", "true")
+    assert missing.returncode != 0 and "repo not-a-repo is not in the fleet's repos list" in missing.stderr
+    bad = orch("run", "bad", "--repo", "e2e@a..b", "true")
+    assert bad.returncode == 2 and "invalid --repo" in bad.stderr
+    for name in ("no-ref", "dirty", "stray"):
+        assert name not in status_json(capfd)  # refused before anything started
+
+
 def test_unknown_job_gets_one_line_and_a_non_zero_exit(env):
-    for verb in (["logs", "no-such-job"], ["stop", "no-such-job"], ["attach", "no-such-job"], ["rm", "no-such-job"]):
+    for verb in (["logs", "no-such-job"], ["stop", "no-such-job"], ["attach", "no-such-job"], ["rm", "no-such-job"],
+                 ["wait", "no-such-job"]):  # fmt: skip
         result = orch(*verb)
         assert result.returncode == 3, (verb, result.stderr)
         assert result.stderr.startswith("orch: ") and len(result.stderr.strip().splitlines()) == 1

@@ -127,7 +127,11 @@ class JobHost:
         )
 
     def follow_async(self, name: str, *argv: str) -> subprocess.Popen:
-        cmd, payload = script_argv("follow", name, *argv)
+        return self.script_async("follow", name, *argv)
+
+    def script_async(self, *argv: str) -> subprocess.Popen:
+        """The script started, its stdin fed from a thread; stdout and stderr are pipes."""
+        cmd, payload = script_argv(*argv)
         pipe = subprocess.PIPE
         proc = subprocess.Popen([*self.wrap, *cmd], env=self.env, stdin=pipe, stdout=pipe, stderr=pipe)
         stdin, proc.stdin = proc.stdin, None  # communicate() must not touch it

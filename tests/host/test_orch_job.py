@@ -51,6 +51,7 @@ RECORD_KEYS = {
     "supervisor_pid",
     "supervisor_start",
     "secrets",
+    "repo",
     "log",
     "lost_reason",
     "log_note",

@@ -17,8 +17,10 @@ from orch_host.contract import JobError
         (["follow", "--tail", "0", "a"], ("follow", "a", 0, None)),
         (["follow", "--", "-rf"], ("follow", "-rf", 10, None)),
         (["supervise", "a", "/home/u/.orch/run/a.spec"], ("supervise", "a", 10, "/home/u/.orch/run/a.spec")),
+        (["wait", "a", "b"], ("wait", ["a", "b"], None, None)),
+        (["wait", "a", "--timeout", "30"], ("wait", ["a"], 30, None)),
     ],
-    ids=["query-all", "query-one", "follow", "tail", "tail-first", "dash-name", "supervise"],
+    ids=["query-all", "query-one", "follow", "tail", "tail-first", "dash-name", "supervise", "wait", "wait-timeout"],
 )
 def test_valid_command_lines(argv, parsed):
     assert script.parse(argv) == parsed
@@ -35,6 +37,8 @@ def test_valid_command_lines(argv, parsed):
         ["supervise"],
         ["supervise", "a"],
         ["supervise", "a", "run/a.spec"],
+        ["wait"],
+        ["wait", "a", "--timeout", "soon"],
     ],
     ids=[
         "empty",
@@ -45,6 +49,8 @@ def test_valid_command_lines(argv, parsed):
         "supervise-no-name",
         "supervise-no-spec",
         "supervise-relative-spec",
+        "wait-no-name",
+        "wait-timeout-not-a-number",
     ],
 )
 def test_bad_command_lines_are_one_line_errors_with_the_unknown_job_code(argv, capsys):
