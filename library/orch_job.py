@@ -71,6 +71,14 @@ options:
         an unknown repository or ref, or a clone in use at another commit by an active job is refused before
         anything starts. The job's record keeps C(repo) with the commit it ran.
     type: str
+  notify:
+    description:
+      - Name of an SSM Parameter Store parameter (SecureString) that holds a webhook URL. The host fetches it when the
+        job starts (a parameter that does not exist refuses the run) and, when the job ends, posts a Slack
+        incoming-webhook message there (name, state, exit code, duration, peak memory, host). The URL stays in the
+        supervisor's memory; the record's C(notify) says how the post went, and a failed post never changes the
+        job's state.
+    type: str
   env:
     description: Extra environment variables for the job, on top of the run's own environment.
     type: dict
@@ -230,6 +238,11 @@ job:
           together), V(host memory) is neither (the kernel's global OOM killer).
       type: str
       sample: job cap
+    notify:
+      description: With O(notify), the parameter, and once the job has ended, when the post was made, the HTTP status
+        and an error (null when it went through); else null.
+      type: dict
+      sample: {parameter: /orch/orch/notify/slack, at: "2026-12-02T18:10:00Z", status: 200, error: null}
     repo:
       description: With O(repo), the repository, the ref asked for and the commit the job ran; else null.
       type: dict
@@ -374,6 +387,7 @@ def main():
             command=dict(type="str"),
             cwd=dict(type="path"),
             repo=dict(type="str"),
+            notify=dict(type="str"),
             env=dict(type="dict", default={}),
             secrets=dict(type="dict", default={}, no_log=True),
             memory_max=dict(type="str"),

@@ -78,6 +78,12 @@ def _settings() -> ModuleType:
     return settings
 
 
+def _pull() -> ModuleType:
+    from .commands import pull
+
+    return pull
+
+
 def _sandbox() -> ModuleType:
     from .commands import sandbox
 
@@ -127,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orch",
         description="Run heavy jobs on EC2 hosts in tmux, from a light laptop.",
         epilog="Settings: ORCH_HOME (default ~/.orch), ORCH_CONFIG (default ORCH_HOME/config.toml), ORCH_FLEET "
-        "(default orch), AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ORCH_MEM, ORCH_PLAN; `orch config` shows them.",
+        "(default orch), AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ORCH_MEM, ORCH_NOTIFY, ORCH_PLAN; "
+        "`orch config` shows them.",
     )
     parser.add_argument("--version", action=_VersionAction)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -211,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         "bounded only by orch.slice, the host's memory less its reserve (default: ORCH_MEM, the config file's mem)",
     )
     p.add_argument(
+        "--notify",
+        metavar="PARAM",
+        help="when the job ends, the host posts it to the webhook URL this SSM parameter holds (default: ORCH_NOTIFY, "
+        "the config file's notify, else the fleet's orch_notify_parameter)",
+    )
+    p.add_argument(
         "--no-tty",
         dest="tty",
         action="store_false",
@@ -245,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     _names(p.add_argument("names", metavar="NAME", nargs="+", help="the jobs to wait for"), "jobs")
     p.add_argument("--timeout", metavar="DURATION", help="give up after this long (e.g. 30m, 2h): exit 124")
     p.set_defaults(func=_verb(_read, "wait"))
+
+    p = verbs.add_parser("pull", help="copy a job's results back with rsync (only what changed since the last pull)")
+    _names(p.add_argument("name", metavar="NAME"), "jobs")
+    p.add_argument("paths", metavar="PATH", nargs="*", help="relative to the job's cwd (default: its log folder)")
+    p.add_argument("--to", metavar="DIR", help="where to put them (default: ./NAME/)")
+    p.add_argument("--absolute", action="store_true", help="allow absolute PATHs outside the job's cwd")
+    p.set_defaults(func=_verb(_pull, "pull"))
 
     p = verbs.add_parser("attach", help="attach to a job's tmux session (ssh -t)")
     _names(p.add_argument("name", metavar="NAME"), "jobs")

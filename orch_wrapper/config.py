@@ -46,6 +46,7 @@ class Settings:
     # Read-only, left out of repr (it may hold a secret key) and of the hash.
     aws_env: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     mem: str | None = None  # `orch run`'s --mem when it is not given (ORCH_MEM, the config file's mem)
+    notify: str | None = None  # `orch run`'s --notify when it is not given (ORCH_NOTIFY, the config file's notify)
     plan: str | None = None  # `orch cost`'s plan for non-spot instances (on-demand, reserved); None: tag or table
     config_file: Path | None = None  # where the config file is (or would be): ORCH_CONFIG, else ORCH_HOME/config.toml
     # setting -> where its value came from ("default", "file: PATH, line N", "environment: VAR", "sandbox: ...")
@@ -99,6 +100,7 @@ ENVIRONMENT = {
     "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "profile": ("AWS_PROFILE",),
     "mem": ("ORCH_MEM",),
+    "notify": ("ORCH_NOTIFY",),
     "plan": ("ORCH_PLAN",),
 }
 DEFAULTS = {"fleet": DEFAULT_FLEET, "region": DEFAULT_REGION}
@@ -124,6 +126,8 @@ def _checked(key: str, value: str, where: str) -> str:
         raise bad("use the name of a profile in ~/.aws/config")
     if key == "plan" and value not in PLANS:
         raise bad(f"use one of {', '.join(PLANS)}")
+    if key == "notify" and (not contract.SSM_PARAM_RE.fullmatch(value) or "//" in value):
+        raise bad("give an SSM parameter name, e.g. /orch/orch/notify/slack")
     if key == "mem":
         try:
             return contract.memory_size(value)[1]
@@ -192,6 +196,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         endpoint=endpoint,
         aws_env=aws_env,
         mem=values.get("mem"),
+        notify=values.get("notify"),
         plan=values.get("plan"),
         config_file=path,
         sources=sources,

@@ -5,6 +5,7 @@
     region = "ap-northeast-1"
     profile = "work"
     mem = "8G"          # `orch run` without --mem
+    notify = "/orch/research/notify/slack"   # `orch run` without --notify: the job-end webhook's SSM parameter
     plan = "reserved"   # `orch cost` prices the fleet's non-spot instances at the reserved rate
 
 Only flat `key = "string"` lines: each key once, every key known. An error names the file and the line, so a typo
@@ -24,6 +25,7 @@ KEYS = {
     "region": "the AWS region",
     "profile": "the AWS profile (credentials)",
     "mem": "`orch run`'s --mem when it is not given",
+    "notify": "`orch run`'s --notify when it is not given: an SSM parameter holding a webhook URL",
     "plan": "`orch cost`'s price plan for on-demand instances: on-demand or reserved",
 }
 

@@ -154,6 +154,7 @@ class Job:
     queued: str | None = None  # when it joined its host's memory queue (first come, first served), if it waited
     admitted_at: str | None = None  # when the host's memory queue let it start (microseconds)
     repo: dict[str, str] | None = None  # with --repo: {"name", "ref", "commit"}, the commit the job ran
+    notify: dict[str, Any] | None = None  # with --notify: {"parameter"}, then {"at", "status", "error"} once posted
 
     @classmethod
     def from_record(cls, host: str, record: dict[str, Any]) -> Job:
@@ -188,6 +189,7 @@ class Job:
             queued=record.get("queued") if isinstance(record.get("queued"), str) else None,
             admitted_at=record.get("admitted_at") if isinstance(record.get("admitted_at"), str) else None,
             repo=_repo(record.get("repo")),
+            notify=record.get("notify") if isinstance(record.get("notify"), dict) else None,
         )
 
     @property

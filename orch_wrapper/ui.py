@@ -117,6 +117,18 @@ def repo_text(job: Job) -> str | None:
     return f"repo: {job.repo['name']}@{job.repo['ref']}, commit {job.repo['commit']}"
 
 
+def notify_text(job: Job) -> str | None:
+    """`orch status NAME`: where the job's end is posted, and how the post went."""
+    if not job.notify:
+        return None
+    where = job.notify.get("parameter")
+    if job.active or not job.notify.get("at"):
+        return f"notify: {where}, when it ends" if job.active else f"notify: {where}, not posted"
+    if job.notify.get("error"):
+        return f"notify: {where}, FAILED at {job.notify['at']}: {job.notify['error']} (the job's state stands)"
+    return f"notify: {where}, posted at {job.notify['at']} (HTTP {job.notify.get('status')})"
+
+
 OOM_CAUSES = {
     "job cap": "it reached its own --mem",
     "host limit": "all jobs together reached orch.slice's limit, the host's memory less its reserve",

@@ -265,13 +265,14 @@ def test_run_sends_the_validated_spec_to_the_start_playbook(home, remote, capsys
         "memory_max": "8G",
         "tty": True,
         "queue": True,
+        "notify": None,
     }
     assert "lros-train: RUNNING on f-1 (127.0.0.1:2201)" in out
     assert "orch logs lros-train -f" in out and "orch attach lros-train" in out
     assert remote == []  # a single host: no query before the playbook
 
 
-def test_run_without_mem_takes_the_configured_default_and_mem_overrides_it(home, remote, capsys, monkeypatch):
+def test_run_takes_mem_and_notify_from_the_config_and_flags_override_them(home, remote, capsys, monkeypatch):
     seed_fleet([endpoint_host("f-1", 2201)])
     calls = allow_run(monkeypatch, "f-1")
     (home / "config.toml").write_text('mem = "6g"\n')
@@ -281,6 +282,13 @@ def test_run_without_mem_takes_the_configured_default_and_mem_overrides_it(home,
     assert run_main(capsys, ["run", "c", "true", "--mem", "512M"])[0] == 0
     sent = [spec.decode_spec(c["extravars"]["orch_job_spec_b64"])["memory_max"] for c in calls]
     assert sent == ["6G", "2G", "512M"]
+    (home / "config.toml").write_text('notify = "/orch/f/notify/slack"\n')
+    assert run_main(capsys, ["run", "d", "true"])[0] == 0
+    assert run_main(capsys, ["run", "e", "true", "--notify", "/orch/f/notify/mine"])[0] == 0
+    told = [spec.decode_spec(c["extravars"]["orch_job_spec_b64"])["notify"] for c in calls[3:]]
+    assert told == ["/orch/f/notify/slack", "/orch/f/notify/mine"]
+    code, _, err = run_main(capsys, ["run", "f", "true", "--notify", "https://hooks.example/x"])
+    assert code == ExitCode.USAGE and "invalid --notify" in err
 
 
 def test_run_no_tty_asks_for_batch_mode_and_status_name_says_which(home, remote, capsys, monkeypatch):

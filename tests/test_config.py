@@ -44,6 +44,8 @@ def test_the_file_sets_defaults_and_the_environment_overrides_them(home):
     assert (settings.fleet, settings.region, settings.mem, settings.plan) == ("research", "us-west-2", "8G", "reserved")
     assert settings.aws_env["AWS_PROFILE"] == "work"  # what boto3 and Ansible are given
     assert settings.sources["fleet"] == f"file: {path}, line 2" and settings.sources["plan"] == f"file: {path}, line 6"
+    write(home, (home / "config.toml").read_text() + 'notify = "/orch/research/notify/slack"\n')
+    assert config.load(environ(home)).notify == "/orch/research/notify/slack"
     over = config.load(environ(home, ORCH_FLEET="other", ORCH_MEM="2G", AWS_DEFAULT_REGION="eu-west-1"))
     assert (over.fleet, over.mem, over.region) == ("other", "2G", "eu-west-1")
     assert (
@@ -82,10 +84,11 @@ def test_a_running_sandbox_wins_over_the_file_and_its_profile_is_unused(home):
         ('region = "mars"\n', "invalid region 'mars'"),
         ('fleet = "Big Fleet"\n', "invalid fleet 'Big Fleet'"),
         ('plan = "spot"\n', "invalid plan 'spot'"),
+        ('notify = "hooks.slack.com/x"\n', "invalid notify 'hooks.slack.com/x'"),
         ("mem = 8\n", "line 1: mem must be a quoted string"),
         ('[fleet]\nname = "x"\n', "line 1: fleet must be a quoted string"),
     ],
-    ids=["toml", "unknown-key", "mem", "region", "fleet", "plan", "number", "table"],
+    ids=["toml", "unknown-key", "mem", "region", "fleet", "plan", "notify", "number", "table"],
 )
 def test_a_bad_file_is_one_line_that_names_the_file_and_its_line(home, text, said, capsys, monkeypatch):
     path = write(home, text)

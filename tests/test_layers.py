@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
 # The verb modules: they share commands/shared.py and commands/spec.py, never each other's internals.
 VERBS = tuple(
     f"orch_wrapper.commands.{name}"
-    for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power", "cost", "settings")
+    for name in ("jobs", "read", "fleet", "doctor", "sandbox", "power", "cost", "settings", "pull")
 )
 # Libraries that one module alone adapts.
 SOLE_IMPORTERS = {

@@ -44,6 +44,8 @@ def exit_code_of(rec):
     return EXIT_BY_STATE.get(rec.get("state"), 1)
 
 
+# An SSM Parameter Store name as orch takes one (--secret, --notify): a path, no "//".
+SSM_PARAM_RE = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
 # `--repo REPO[@REF]`: REPO is a name of roles/orch_repos' list; REF a branch, tag or commit by git's rules, narrowed
 # (no "..", no leading "-", no spaces or shell characters).
 REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")

@@ -17,6 +17,7 @@ from .contract import (
     MEMORY_RULE,
     QUEUED,
     RUNNING,
+    SSM_PARAM_RE,
     TMUX_SOCKET,
     UNKNOWN,
     JobError,
@@ -88,8 +89,9 @@ def resolve_cwd(cwd):
     return cwd
 
 
-def fetch_secrets(secrets):
-    """VAR -> value from SSM Parameter Store, fetched here on the host. Errors never include values."""
+def fetch_secrets(secrets, what="secret"):
+    """VAR -> value from SSM Parameter Store, fetched here on the host. Errors never include values; WHAT names
+    the kind of value in them."""
     if not secrets:
         return {}
     try:
@@ -106,16 +108,16 @@ def fetch_secrets(secrets):
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None,
         )
     except BotoCoreError as exc:
-        raise JobError(f"cannot reach SSM to read the job's secrets: {exc} (set AWS_REGION on the host)") from None
+        raise JobError(f"cannot reach SSM to read the job's {what}s: {exc} (set AWS_REGION on the host)") from None
     values = {}
     for var, param in sorted(secrets.items()):
         try:
             values[var] = client.get_parameter(Name=param, WithDecryption=True)["Parameter"]["Value"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "error")
-            raise JobError(f"cannot read secret {var} from SSM parameter {param}: {code}") from None
+            raise JobError(f"cannot read {what} {var} from SSM parameter {param}: {code}") from None
         except BotoCoreError as exc:
-            raise JobError(f"cannot read secret {var} from SSM parameter {param}: {exc}") from None
+            raise JobError(f"cannot read {what} {var} from SSM parameter {param}: {exc}") from None
     return values
 
 
@@ -251,6 +253,11 @@ def start_job(p, tmux_bin, check_mode):
             return True, None, f"would start {name}"
         check_disks(name)
         values = fetch_secrets(secrets)
+        notify = p.get("notify") or None
+        if notify is not None:  # the webhook's URL: fetched now, so a parameter that is not there refuses the run
+            if not SSM_PARAM_RE.fullmatch(notify) or "//" in notify:
+                raise JobError(f"invalid notify parameter {json.dumps(notify)}: give an SSM parameter name, /like/this")
+            notify_url = fetch_secrets({"URL": notify}, "the notify webhook")["URL"]
         bundle.shipped_modules()
         try:
             lib = bundle.install(bundle.sources())
@@ -287,6 +294,8 @@ def start_job(p, tmux_bin, check_mode):
                 "queue": p.get("queue", True) is not False,  # false: refused rather than QUEUED (--no-queue)
                 "tmux": [tmux_bin, "-L", TMUX_SOCKET],  # the supervisor asks it whether a client is attached
                 "secret_values": values,
+                "notify": notify,  # the parameter's name: job.json says where the end was posted
+                "notify_url": notify_url if notify is not None else None,  # the supervisor's memory only
             }
             try:
                 fd = os.open(sfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -224,6 +224,7 @@ def _supervise(name, sfile, begun):
     os.environ.update(spec.pop("base_env"))
     begun["spec"] = True
     secrets = spec.pop("secret_values", {})
+    notify_url = spec.pop("notify_url", None)  # like the secrets: this process's memory, never a record
     records.ensure_dir(records.logs_dir(name))
     reserve = records.reserve_file(name)
     try:
@@ -270,6 +271,7 @@ def _supervise(name, sfile, begun):
         "log_note": None,
         "secrets": sorted(secrets),
         "repo": spec.get("repo"),  # --repo: {"name", "ref", "commit"}, the commit the job ran (git rev-parse HEAD)
+        "notify": {"parameter": spec["notify"]} if spec.get("notify") else None,  # + the post's outcome at the end
         "log": log_path,
         "tty": bool(spec.get("tty", True)),
         "grace": int(spec.get("grace", 10)),  # seconds between SIGTERM and SIGKILL when orch ends it
@@ -431,10 +433,30 @@ def _supervise(name, sfile, begun):
             os.unlink(reserve)
         except OSError:
             pass  # the record took its blocks
+        if notify_url and rec.get("notify"):
+            _notify(name, rec, notify_url)
     # else a newer run of the name owns the record (and the reserve) now: this run's end stays in the log only
     if left:
         end_leftovers(rec, grace)
     return 0
+
+
+def _notify(name, rec, url):
+    """Post the job's end to its webhook, after its end is recorded (a slow webhook never delays `orch wait`), then
+    record how the post went. Whatever happens, the job's state stays as it was recorded."""
+    from . import notify
+
+    try:
+        outcome = notify.send(rec["notify"]["parameter"], url, rec)
+    except Exception as exc:  # noqa: BLE001 (a bug in the post must not lose the job's end)
+        outcome = {"parameter": rec["notify"]["parameter"], "at": records.now_iso(), "status": None,
+                   "error": f"the post failed: {type(exc).__name__}"}  # fmt: skip
+    current = records.read_record(name)
+    if current is not None and current.get("run_id") == rec["run_id"]:
+        try:
+            records.save_record(records.job_file(name), {**current, "notify": outcome})
+        except OSError:
+            pass  # a full disk: the end is recorded, the post's outcome is not
 
 
 def end_leftovers(rec, grace):

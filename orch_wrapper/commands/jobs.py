@@ -159,8 +159,10 @@ def run(
     tty: bool = True,
     queue: bool = True,
     repo: str | None = None,
+    notify: str | None = None,
 ) -> int:
-    spec = build_spec(name, command, cwd, env, secrets, mem if mem is not None else settings.mem, tty, queue, repo)
+    mem = mem if mem is not None else settings.mem
+    spec = build_spec(name, command, cwd, env, secrets, mem, tty, queue, repo, notify or settings.notify)
     hosts = _hosts_for_a_run(settings, host)
     reservation = contract.memory_size(spec["memory_max"])[0] if spec.get("memory_max") else None
     target = _pick_host(settings, hosts, spec["name"], host, reservation, queue)

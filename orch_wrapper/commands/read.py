@@ -45,7 +45,11 @@ def status(settings: Settings, *, name: str | None, show_all: bool, as_json: boo
         ui.print_jobs(jobs, now)
         if name is not None:
             for job in jobs:
-                for line in [ui.mode_text(job), *filter(None, [ui.repo_text(job)]), *ui.memory_lines(job)]:
+                for line in [
+                    ui.mode_text(job),
+                    *filter(None, [ui.repo_text(job), ui.notify_text(job)]),
+                    *ui.memory_lines(job),
+                ]:
                     print("  " + line)
     if not as_json and jobs and fleet:  # under the table, indented like its detail lines
         for host in fleet:
@@ -163,9 +167,13 @@ def _watch(settings: Settings, host: Host, names: list[str], timeout: int | None
     then (host, None) once the channel ends, or (host, OrchError)."""
     args = ["wait", *names, *(["--timeout", str(timeout)] if timeout is not None else [])]
     remote, source = ssh.host_command(args)
-    proc = subprocess.Popen(
-        ssh.argv(settings, host, remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    try:
+        proc = subprocess.Popen(
+            ssh.argv(settings, host, remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:  # no ssh here: said, never a thread that dies and leaves `wait` waiting
+        out.put((host.name, OrchError(f"cannot run ssh: {exc}", hint="run `orch doctor`", exit_code=ExitCode.CONFIG)))
+        return
     try:
         if proc.stdin is not None:
             try:

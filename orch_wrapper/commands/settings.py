@@ -15,6 +15,7 @@ from ..errors import ExitCode
 UNSET = {
     "profile": "boto3's own chain: AWS_ACCESS_KEY_ID, the default profile, an instance role",
     "mem": "`orch run` without --mem reserves 1G, capped by orch.slice alone",
+    "notify": "no job-end webhook unless --notify or the fleet's orch_notify_parameter names one",
     "plan": "`orch cost` uses the price table's plan (on-demand unless prices.json says)",
 }
 
@@ -27,6 +28,7 @@ def _values(settings: Settings) -> dict[str, str | None]:
         "profile": settings.aws_env.get("AWS_PROFILE"),
         "endpoint": settings.endpoint,
         "mem": settings.mem,
+        "notify": settings.notify,
         "plan": settings.plan,
     }
 

@@ -14,7 +14,7 @@ from orch_host import contract
 from ..errors import ExitCode, OrchError
 
 # The job-name, variable-name and memory-size rules are the host's (orch_host.contract): one definition for both.
-SSM_PARAM_RE = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
+SSM_PARAM_RE = contract.SSM_PARAM_RE
 
 
 def _usage(message: str, hint: str | None = None) -> OrchError:
@@ -86,6 +86,16 @@ def parse_secrets(items: Iterable[str]) -> dict[str, str]:
     return secrets
 
 
+def validate_notify(param: str | None) -> str | None:
+    if param is None:
+        return None
+    if not SSM_PARAM_RE.fullmatch(param) or "//" in param:
+        raise _usage(
+            f"invalid --notify {json.dumps(param)}", hint="give an SSM parameter name, e.g. /orch/orch/notify/slack"
+        )
+    return param
+
+
 def validate_repo(repo: str | None) -> str | None:
     """REPO or REPO@REF by the host's rule (contract.parse_repo); the host checks that it exists."""
     if repo is None:
@@ -117,6 +127,7 @@ def build_spec(
     tty: bool = True,
     queue: bool = True,
     repo: str | None = None,
+    notify: str | None = None,
 ) -> dict[str, Any]:
     """The job spec the start playbook hands to orch_job, every field validated."""
     env_map, secret_map = parse_env(env), parse_secrets(secrets)
@@ -133,6 +144,7 @@ def build_spec(
         "memory_max": parse_mem(mem),
         "tty": bool(tty),
         "queue": bool(queue),
+        "notify": validate_notify(notify),
     }
 
 

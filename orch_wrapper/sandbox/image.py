@@ -24,7 +24,7 @@ REPOSITORY = "localhost/orch-host"
 # not download packages): libpam-systemd gives logind sessions, which lingering and KillUserProcesses act on.
 PACKAGES = (
     "systemd systemd-sysv dbus libpam-systemd openssh-server openssh-client sudo ca-certificates procps iproute2 "
-    "python3 python3-boto3 tmux git logrotate less"
+    "python3 python3-boto3 tmux git rsync logrotate less"
 ).split()
 
 # Run inside the new root: an `ec2-user` with passwordless sudo as on Amazon Linux, sshd on loopback with keys

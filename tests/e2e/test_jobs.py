@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import time
 
 import boto3
 import pytest
+from _webhook import webhook_server
 
 from orch_wrapper.cli import main
 
@@ -156,6 +159,35 @@ def test_run_repo_at_a_ref_records_the_commit_and_refuses_a_dirty_clone_or_an_un
         assert name not in status_json(capfd)  # refused before anything started
 
 
+def test_pull_copies_what_the_job_made_and_a_second_pull_moves_nothing(env, capfd, tmp_path):
+    make = "mkdir -p pulled && echo result-$RANDOM-$$ > pulled/r.txt && seq 200000 > pulled/big.txt"
+    assert main(["run", "maker", make]) == 0
+    assert wait_state(capfd, "maker", {"SUCCEEDED", "FAILED"})["state"] == "SUCCEEDED"
+    got = tmp_path / "got"
+    first = orch("pull", "maker", "pulled", "--to", str(got))
+    assert first.returncode == 0 and "maker: 2 files transferred" in first.stdout, first
+    assert (got / "pulled" / "r.txt").read_text() == host_sh("cat ~/work/pulled/r.txt")
+    assert (got / "pulled" / "big.txt").read_text().splitlines()[-1] == "200000"
+    again = orch("pull", "maker", "pulled", "--to", str(got))
+    assert again.returncode == 0 and "maker: 0 files transferred (0 bytes)" in again.stdout, again  # rsync's stats
+    logs = subprocess.run(  # no PATH: the job's log folder, into ./maker/
+        [sys.executable, "-m", "orch_wrapper", "pull", "maker"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "module_utils")])}, timeout=120,
+    )  # fmt: skip
+    assert logs.returncode == 0, logs
+    assert "job exited with code 0" in (tmp_path / "maker" / "run.log").read_text()
+    assert json.loads((tmp_path / "maker" / "job.json").read_text())["state"] == "SUCCEEDED"
+    missing = orch("pull", "maker", "pulled/nope.txt", "--to", str(got))
+    assert missing.returncode == 3 and "no /home/ec2-user/work/pulled/nope.txt on sandbox-1" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    for outside in ("../.ssh", "/etc/passwd"):
+        refused = orch("pull", "maker", outside, "--to", str(got))
+        assert refused.returncode == 2 and "maker's cwd" in refused.stderr, refused
+    assert not (got / ".ssh").exists() and not (got / "passwd").exists()
+    unknown = orch("pull", "no-such-job")
+    assert unknown.returncode == 3 and unknown.stderr.count("\n") == 1
+
+
 def test_unknown_job_gets_one_line_and_a_non_zero_exit(env):
     for verb in (["logs", "no-such-job"], ["stop", "no-such-job"], ["attach", "no-such-job"], ["rm", "no-such-job"],
                  ["wait", "no-such-job"]):  # fmt: skip
@@ -215,6 +247,64 @@ def test_a_job_that_backgrounds_a_child_or_closes_stdout_keeps_its_exit_code(env
     assert main(["run", "forker", "exec 1>&- 2>&-; (sleep 60 &) ; exit 5"]) == 0
     capfd.readouterr()
     assert main(["logs", "forker", "--follow"]) == 5
+
+
+@pytest.fixture
+def webhook():
+    with webhook_server("/services/hook-secret-path") as hook:
+        yield hook
+
+
+def test_a_job_end_reaches_the_webhook_and_a_webhook_down_leaves_the_state(env, capfd, home, webhook):
+    url, bodies = webhook
+    ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
+    ssm.put_parameter(Name="/orch/sandbox/notify/hook", Value=url, Type="SecureString", Overwrite=True)
+    ssm.put_parameter(
+        Name="/orch/sandbox/notify/down", Value="http://127.0.0.1:9/x", Type="SecureString", Overwrite=True
+    )
+    assert orch("run", "told", "--notify", "/orch/sandbox/notify/hook", "sleep 1; exit 3").returncode == 0
+    assert orch("wait", "told").returncode == 3
+    deadline = time.monotonic() + 60
+    while not bodies and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (body,) = bodies
+    fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+    assert (fields["job"], fields["state"], fields["exit code"]) == ("told", "FAILED", "3")
+    assert fields["duration"] and fields["peak memory"] and fields["host"]
+    shown = orch("status", "told")
+    assert "notify: /orch/sandbox/notify/hook, posted at" in shown.stdout and "(HTTP 200)" in shown.stdout, shown
+    assert orch("run", "unheard", "--notify", "/orch/sandbox/notify/down", "true").returncode == 0
+    assert orch("wait", "unheard").returncode == 0
+    unheard = wait_state(capfd, "unheard", {"SUCCEEDED"})
+    deadline = time.monotonic() + 60
+    while not (unheard.get("notify") or {}).get("at") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        unheard = status_json(capfd, "unheard")["unheard"]
+    assert unheard["state"] == "SUCCEEDED" and "ConnectionRefusedError" in unheard["notify"]["error"]
+    assert "FAILED at" in orch("status", "unheard").stdout  # the post failed; the job stands as it ended
+    missing = orch("run", "unsent", "--notify", "/orch/sandbox/notify/missing", "true")
+    assert (
+        missing.returncode != 0
+        and "notify webhook URL from SSM parameter /orch/sandbox/notify/missing" in missing.stderr
+    )
+    assert "unsent" not in status_json(capfd)
+    # The URL reaches neither the laptop's disk (ORCH_HOME: runner artifacts, caches) nor the job's record.
+    for path in home.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert b"hook-secret-path" not in path.read_bytes(), path
+    assert "hook-secret-path" not in host_sh("cat ~/logs/told/job.json ~/logs/told/run.log")
+    # The fleet's orch_notify_parameter (group_vars) for a job that names none: the start playbook passes it on.
+    from orch_wrapper import config
+    from orch_wrapper.commands.spec import build_spec, encode_spec
+    from orch_wrapper.transport import runner
+
+    spec = encode_spec(build_spec("fleet-told", "true"))
+    extra = {"orch_host": "sandbox-1", "orch_job_spec_b64": spec, "orch_notify_parameter": "/orch/sandbox/notify/hook"}
+    runner.run_playbook(config.load(), "job_start", extra, limit="sandbox-1").check()
+    deadline = time.monotonic() + 60
+    while len(bodies) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "fleet-told SUCCEEDED" in bodies[-1]["text"]
 
 
 def test_secrets_come_from_ssm_on_the_host_and_stay_out_of_records(env, capfd, home):

@@ -52,6 +52,7 @@ RECORD_KEYS = {
     "supervisor_start",
     "secrets",
     "repo",
+    "notify",
     "log",
     "lost_reason",
     "log_note",
