@@ -207,6 +207,9 @@ def start_job(p, tmux_bin, check_mode):
     wanted = p.get("repo")
     if wanted:
         parse_repo(wanted)  # a malformed REPO@REF is refused before any lock or lookup
+    notify = p.get("notify") or None
+    if notify is not None and (not SSM_PARAM_RE.fullmatch(notify) or "//" in notify):
+        raise JobError(f"invalid notify parameter {json.dumps(notify)}: give an SSM parameter name, /like/this")
     cwd = resolve_cwd(p["cwd"]) if p["cwd"] or not wanted else None
     memory_max = parse_memory(p["memory_max"])
     env = {}
@@ -239,8 +242,13 @@ def start_job(p, tmux_bin, check_mode):
                 f"{facts.host}: end them with orch stop {name}, then start it again"
             )
         check_fits(memory_max)
+        if not check_mode:
+            check_disks(name)
+            values = fetch_secrets(secrets)
+            # the webhook's URL, fetched now: a parameter that is not there refuses the run before anything moves
+            notify_url = fetch_secrets({"URL": notify}, "the notify webhook")["URL"] if notify else None
         repo = None
-        if wanted:
+        if wanted:  # last of the checks, as it moves the clone (and, in check mode, only looks)
             from . import repos
 
             # Held until the job's record is written: a second run in this clone waits, then sees this job's commit.
@@ -251,13 +259,6 @@ def start_job(p, tmux_bin, check_mode):
             repo.pop("path", None)
         if check_mode:
             return True, None, f"would start {name}"
-        check_disks(name)
-        values = fetch_secrets(secrets)
-        notify = p.get("notify") or None
-        if notify is not None:  # the webhook's URL: fetched now, so a parameter that is not there refuses the run
-            if not SSM_PARAM_RE.fullmatch(notify) or "//" in notify:
-                raise JobError(f"invalid notify parameter {json.dumps(notify)}: give an SSM parameter name, /like/this")
-            notify_url = fetch_secrets({"URL": notify}, "the notify webhook")["URL"]
         bundle.shipped_modules()
         try:
             lib = bundle.install(bundle.sources())
@@ -295,7 +296,7 @@ def start_job(p, tmux_bin, check_mode):
                 "tmux": [tmux_bin, "-L", TMUX_SOCKET],  # the supervisor asks it whether a client is attached
                 "secret_values": values,
                 "notify": notify,  # the parameter's name: job.json says where the end was posted
-                "notify_url": notify_url if notify is not None else None,  # the supervisor's memory only
+                "notify_url": notify_url,  # the supervisor's memory only
             }
             try:
                 fd = os.open(sfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -109,3 +109,11 @@ def test_a_clone_in_use_at_another_commit_is_refused_and_the_same_commit_is_shar
     assert jobhost.start("sharer", "true", repo="alpha@release")["repo"]["commit"] == origin["release"]
     jobhost.module(name="holder", state="stopped")
     assert jobhost.start("mover", "true", repo="alpha@main")["repo"]["commit"] == origin["main"]
+
+
+def test_a_run_refused_for_another_reason_leaves_the_clone_where_it_was(jobhost, origin, moto_ssm):
+    # the checkout is the last check: a notify parameter that does not exist refuses the run before the clone moves
+    msg = failed(jobhost, name="unsent", command="true", repo="alpha@release", notify="/orch/test/notify/none",
+                 proc_env=moto_ssm)  # fmt: skip
+    assert "cannot read the notify webhook URL from SSM parameter /orch/test/notify/none" in msg
+    assert git("rev-parse", "HEAD", cwd=origin["clone"]) == origin["main"]
