@@ -433,11 +433,13 @@ def _supervise(name, sfile, begun):
             os.unlink(reserve)
         except OSError:
             pass  # the record took its blocks
-        if notify_url and rec.get("notify"):
-            _notify(name, rec, notify_url)
-    # else a newer run of the name owns the record (and the reserve) now: this run's end stays in the log only
+        post = bool(notify_url and rec.get("notify"))
+    else:  # a newer run of the name owns the record (and the reserve) now: this run's end stays in the log only
+        post = False
     if left:
         end_leftovers(rec, grace)
+    if post:  # last: a webhook that hangs delays neither the end record nor the end of what the job left
+        _notify(name, rec, notify_url)
     return 0
 
 
